@@ -1,0 +1,129 @@
+"""Small I/O helpers every script uses: atomic writes, run metadata, seeding, figure saving.
+
+All results are written atomically (temp file in the same directory, then ``os.replace``) so a
+crash never leaves a half-written JSON over a good one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "results"
+DATA = ROOT / "data"
+SHARED = ROOT.parent / "shared"  # the steering repo's shared/ (seeds, pilot); may be absent
+
+_PACKAGES = ("torch", "transformers", "peft", "numpy", "scipy", "pandas", "pycocotools", "safetensors")
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` via a temp file + rename; creates parent directories."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Atomically write a text file (UTF-8)."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    if hasattr(o, "item") and callable(o.item):  # torch scalars
+        return o.item()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> Path:
+    """Atomically write ``obj`` as indented JSON (NaN is refused: results must be finite or null)."""
+    return atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default, allow_nan=False) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    """Read a JSON file, naming the file in the error if it is missing or malformed."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"missing file: {path}")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"malformed JSON in {path}: {e}") from e
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages whose behaviour the numbers depend on."""
+    out = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (CPU) RNGs."""
+    random.seed(seed)
+    np.random.seed(seed)
+    try:
+        import torch
+
+        torch.manual_seed(seed)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def run_meta(config: dict[str, Any], seed: int, t0: float) -> dict[str, Any]:
+    """The reproducibility record every results JSON carries: command, config, seed, versions, wall time."""
+    return {
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "config": config,
+        "seed": seed,
+        "versions": package_versions(),
+        "wall_time_s": round(time.time() - t0, 2),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+    }
+
+
+def save_figure(fig: Any, path_stem: str | Path) -> list[Path]:
+    """Save a matplotlib figure as ``<stem>.png`` and ``<stem>.svg`` atomically; closes the figure."""
+    import io as _io
+
+    import matplotlib.pyplot as plt
+
+    stem = Path(path_stem)
+    out = []
+    for ext in ("png", "svg"):
+        buf = _io.BytesIO()
+        fig.savefig(buf, format=ext, dpi=130, bbox_inches="tight")
+        out.append(atomic_write_bytes(stem.with_suffix("." + ext), buf.getvalue()))
+    plt.close(fig)
+    return out

@@ -1,0 +1,348 @@
+"""The SAM3 model at three scales, its module groups, its tokenizer, and safetensors checkpoints.
+
+All scales are Hugging Face ``transformers.Sam3Model`` (same module names as the real model):
+
+- ``micro``: tests; a forward in well under a second.
+- ``tiny``: the embedded default (6 fusion + 6 decoder layers, presence token, small widths),
+  trained by the project on the synthetic worlds (``common.worlds``).
+- ``sam3``: the real 840 M model from a local directory (``from_pretrained``) or a safetensors file.
+
+The presence logit is computed **unclamped** (as in Meta's original code, whose clamp result is
+discarded): transformers' decoder clamps it to ±10, which passes no gradient outside the range
+and would leave a presence retrain on a saturated fine-tune with zero gradient (Post 02 §presence_only).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import (
+    CLIPTextConfig,
+    Sam3Config,
+    Sam3DETRDecoderConfig,
+    Sam3DETREncoderConfig,
+    Sam3GeometryEncoderConfig,
+    Sam3MaskDecoderConfig,
+    Sam3Model,
+    Sam3VisionConfig,
+    Sam3ViTConfig,
+)
+
+SCALES = ("micro", "tiny", "sam3")
+UNCLAMPED = float("inf")  # presence-logit clamp bound used for every model the project builds
+
+
+# --------------------------------------------------------------------------- configs
+@dataclass(frozen=True)
+class TinySpec:
+    """Widths of a small Sam3Model; every field maps onto one Sam3Config sub-config field."""
+
+    image_size: int
+    patch_size: int
+    vit_width: int
+    vit_layers: int
+    vit_heads: int
+    window: int
+    hidden: int
+    heads: int
+    fusion_layers: int
+    decoder_layers: int
+    queries: int
+    text_width: int
+    text_layers: int
+    max_text_len: int
+
+    @property
+    def grid(self) -> int:
+        return self.image_size // self.patch_size
+
+
+SPECS: dict[str, TinySpec] = {
+    "micro": TinySpec(image_size=56, patch_size=14, vit_width=32, vit_layers=2, vit_heads=2, window=2, hidden=32,
+                      heads=2, fusion_layers=2, decoder_layers=2, queries=4, text_width=32, text_layers=1,
+                      max_text_len=8),
+    "tiny": TinySpec(image_size=112, patch_size=14, vit_width=96, vit_layers=4, vit_heads=4, window=4, hidden=128,
+                     heads=4, fusion_layers=6, decoder_layers=6, queries=10, text_width=64, text_layers=2,
+                     max_text_len=8),
+}
+
+
+def build_config(spec: TinySpec, vocab_size: int) -> Sam3Config:
+    """A Sam3Config with the widths of ``spec`` and a word-level text vocabulary of ``vocab_size``."""
+    g = spec.grid
+    vit = Sam3ViTConfig(
+        hidden_size=spec.vit_width, intermediate_size=4 * spec.vit_width, num_hidden_layers=spec.vit_layers,
+        num_attention_heads=spec.vit_heads, image_size=spec.image_size, pretrain_image_size=spec.image_size,
+        patch_size=spec.patch_size, window_size=spec.window,
+        global_attn_indexes=list(range(1, spec.vit_layers, 2)),
+    )
+    vision = Sam3VisionConfig(backbone_config=vit, fpn_hidden_size=spec.hidden, scale_factors=[4.0, 2.0, 1.0, 0.5],
+                              backbone_feature_sizes=[[g * 4] * 2, [g * 2] * 2, [g] * 2])
+    text = CLIPTextConfig(
+        vocab_size=vocab_size, hidden_size=spec.text_width, intermediate_size=4 * spec.text_width,
+        projection_dim=spec.text_width, num_hidden_layers=spec.text_layers, num_attention_heads=4,
+        max_position_embeddings=spec.max_text_len, hidden_act="gelu", pad_token_id=WordTokenizer.PAD,
+        bos_token_id=WordTokenizer.BOS, eos_token_id=WordTokenizer.EOS,
+    )
+    common = dict(hidden_size=spec.hidden, num_attention_heads=spec.heads, intermediate_size=4 * spec.hidden)
+    return Sam3Config(
+        vision_config=vision,
+        text_config=text,
+        geometry_encoder_config=Sam3GeometryEncoderConfig(num_layers=1, **common),
+        detr_encoder_config=Sam3DETREncoderConfig(num_layers=spec.fusion_layers, dropout=0.0, **common),
+        detr_decoder_config=Sam3DETRDecoderConfig(num_layers=spec.decoder_layers, num_queries=spec.queries,
+                                                  dropout=0.0, **common),
+        mask_decoder_config=Sam3MaskDecoderConfig(hidden_size=spec.hidden, num_attention_heads=spec.heads,
+                                                  num_upsampling_stages=3),
+    )
+
+
+def _unclamp(model: Sam3Model) -> Sam3Model:
+    model.detr_decoder.clamp_presence_logit_max_val = UNCLAMPED
+    return model
+
+
+def build_model(scale: str, vocab_size: int, seed: int = 0) -> Sam3Model:
+    """A freshly initialised micro or tiny Sam3Model (seeded); for ``sam3`` use :func:`load_sam3`."""
+    if scale not in SPECS:
+        raise ValueError(f"build_model builds {tuple(SPECS)}; scale {scale!r} loads from a checkpoint (load_sam3)")
+    torch.manual_seed(seed)
+    model = Sam3Model(build_config(SPECS[scale], vocab_size))
+    return _unclamp(model.eval())
+
+
+def load_sam3(path: str | Path) -> Sam3Model:
+    """The real SAM3 from a local ``from_pretrained`` directory (config.json + weights)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"SAM3 checkpoint not found at {path}. The sam3 scale needs the real model on disk: a directory "
+            "with config.json and model.safetensors (e.g. a local copy of facebook/sam3); nothing is downloaded."
+        )
+    if path.is_file():
+        raise ValueError(f"{path} is a file; pass the directory holding config.json and the safetensors weights")
+    return _unclamp(Sam3Model.from_pretrained(str(path), local_files_only=True).eval())
+
+
+def config_hash(obj: object) -> str:
+    """Short stable hash of a JSON-able config (dataclasses allowed); keys sorted."""
+    if hasattr(obj, "__dataclass_fields__"):
+        obj = asdict(obj)  # type: ignore[arg-type]
+    blob = json.dumps(obj, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+# --------------------------------------------------------------------------- tokenizer
+class WordTokenizer:
+    """Word-level tokenizer for the tiny/micro text encoder: ``<pad>=0, <bos>=1, <eos>=2, <unk>=3``.
+
+    The vocabulary is the sorted set of words in the worlds' phrases, so it is fixed by the code.
+    Phrases longer than ``max_len - 2`` words raise (a silent truncation would change a concept).
+    """
+
+    PAD, BOS, EOS, UNK = 0, 1, 2, 3
+    SPECIAL = ("<pad>", "<bos>", "<eos>", "<unk>")
+
+    def __init__(self, words: Iterable[str], max_len: int):
+        self.words = list(self.SPECIAL) + sorted(set(words) - set(self.SPECIAL))
+        self.index = {w: i for i, w in enumerate(self.words)}
+        self.max_len = max_len
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def __call__(self, phrases: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids and attention mask, both ``[len(phrases), max_len]`` int64."""
+        ids = torch.full((len(phrases), self.max_len), self.PAD, dtype=torch.long)
+        mask = torch.zeros((len(phrases), self.max_len), dtype=torch.long)
+        for i, p in enumerate(phrases):
+            toks = [self.BOS] + [self.index.get(w, self.UNK) for w in p.lower().split()] + [self.EOS]
+            if len(toks) > self.max_len:
+                raise ValueError(f"phrase {p!r} has {len(toks) - 2} words; the tokenizer holds {self.max_len - 2}")
+            ids[i, : len(toks)] = torch.tensor(toks)
+            mask[i, : len(toks)] = 1
+        return ids, mask
+
+
+class HFTokenizer:
+    """The real checkpoint's CLIP tokenizer (``sam3`` scale), same call signature as WordTokenizer."""
+
+    def __init__(self, path: str | Path, max_len: int = 32):
+        from transformers import AutoTokenizer
+
+        self.tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        self.max_len = max_len
+
+    def __call__(self, phrases: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.tok(list(phrases), padding="max_length", max_length=self.max_len, truncation=True,
+                       return_tensors="pt")
+        return out["input_ids"], out["attention_mask"]
+
+
+# --------------------------------------------------------------------------- pixels
+def to_pixels(images: Sequence[np.ndarray], size: int) -> torch.Tensor:
+    """uint8 HxWx3 images -> float ``[B,3,size,size]``: resize (bilinear), scale to [0,1], normalise mean=std=0.5.
+
+    Done in the project because the transformers image processor needs torchvision (no CPU build here).
+    """
+    batch = []
+    for im in images:
+        if im.ndim != 3 or im.shape[2] != 3 or im.dtype != np.uint8:
+            raise ValueError(f"expected uint8 HxWx3 image, got dtype {im.dtype} shape {im.shape}")
+        t = torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1).float().div_(255.0)
+        if t.shape[1] != size or t.shape[2] != size:
+            t = torch.nn.functional.interpolate(t[None], size=(size, size), mode="bilinear", align_corners=False,
+                                                antialias=True)[0]
+        batch.append(t)
+    return (torch.stack(batch) - 0.5) / 0.5
+
+
+# --------------------------------------------------------------------------- module groups
+#: The posts' four modules (Post 01 §2 swap matrix). Every parameter belongs to exactly one.
+MODULES = {
+    "T": ("text_encoder.", "text_projection."),
+    "V": ("vision_encoder.",),
+    "F": ("detr_encoder.",),
+    "D": ("detr_decoder.", "mask_decoder.", "dot_product_scoring.", "geometry_encoder."),
+}
+
+#: The finer Fig 1.1 groups, as (group, regex) in first-match order; together they partition the model.
+FINE_GROUPS: tuple[tuple[str, str], ...] = (
+    ("vision_trunk", r"^vision_encoder\.backbone\."),
+    ("vision_neck", r"^vision_encoder\.neck\."),
+    ("text_encoder", r"^text_encoder\."),
+    ("text_resizer", r"^text_projection\."),
+    ("fusion_encoder", r"^detr_encoder\."),
+    ("presence_head", r"^detr_decoder\.presence_(token|head|layer_norm)\."),
+    ("decoder_self_attn", r"^detr_decoder\.layers\.\d+\.self_attn"),
+    ("decoder_ca_text", r"^detr_decoder\.layers\.\d+\.text_cross_attn"),
+    ("decoder_cross_attn_image", r"^detr_decoder\.layers\.\d+\.vision_cross_attn"),
+    ("transformer_decoder", r"^detr_decoder\."),
+    ("geometry_encoder", r"^geometry_encoder\."),
+    ("cross_attend_prompt", r"^mask_decoder\.prompt_cross_attn"),
+    ("mask_predictor", r"^mask_decoder\."),
+    ("dot_prod_scoring", r"^dot_product_scoring\."),
+)
+
+#: The presence gate of Post 02 §presence_only: token + LayerNorm + 3 linears (9 tensors).
+PRESENCE_PREFIXES = ("detr_decoder.presence_token.", "detr_decoder.presence_layer_norm.", "detr_decoder.presence_head.")
+
+
+def module_of(name: str) -> str:
+    """The Post 01 module letter (T/V/F/D) of a parameter name."""
+    for letter, prefixes in MODULES.items():
+        if name.startswith(prefixes):
+            return letter
+    raise KeyError(f"parameter {name!r} belongs to no module group")
+
+
+def fine_group_of(name: str) -> str:
+    """The Fig 1.1 group of a parameter name."""
+    for group, pattern in FINE_GROUPS:
+        if re.match(pattern, name):
+            return group
+    raise KeyError(f"parameter {name!r} belongs to no fine group")
+
+
+def fusion_layer_prefixes(layers: Iterable[int]) -> tuple[str, ...]:
+    """Parameter-name prefixes of fusion layers F[i] (``detr_encoder.layers.i.``)."""
+    return tuple(f"detr_encoder.layers.{i}." for i in layers)
+
+
+#: HF name fragment -> Meta's original name fragment, applied in order (ARCHITECTURE.md name map).
+_TO_ORIGINAL: tuple[tuple[str, str], ...] = (
+    (r"^detr_encoder\.layers\.", "transformer.encoder.layers."),
+    (r"^detr_decoder\.presence_layer_norm", "transformer.decoder.presence_token_out_norm"),
+    (r"^detr_decoder\.presence_head\.layer(\d)", lambda m: f"transformer.decoder.presence_token_head.layers.{int(m.group(1)) - 1}"),  # type: ignore[list-item]
+    (r"^detr_decoder\.presence_token", "transformer.decoder.presence_token"),
+    (r"^detr_decoder\.layers\.", "transformer.decoder.layers."),
+    (r"^detr_decoder\.", "transformer.decoder."),
+    (r"\.text_cross_attn", ".ca_text"),
+    (r"\.vision_cross_attn", ".cross_attn"),
+    (r"^dot_product_scoring\.query_proj", "dot_prod_scoring.hs_proj"),
+    (r"^dot_product_scoring\.text_proj", "dot_prod_scoring.prompt_proj"),
+    (r"^dot_product_scoring\.text_mlp", "dot_prod_scoring.prompt_mlp"),
+    (r"^vision_encoder\.backbone\.layers\.(\d+)\.attention\.[qkv]_proj", lambda m: f"backbone.vision_backbone.trunk.blocks.{m.group(1)}.attn.qkv"),  # type: ignore[list-item]
+    (r"^vision_encoder\.backbone\.layers\.", "backbone.vision_backbone.trunk.blocks."),
+)
+
+
+def original_name(hf_name: str) -> str:
+    """Translate an HF Sam3Model parameter name to the name the posts (Meta's code) use.
+
+    Meta fuses q/k/v into one ``attn.qkv``; HF splits them, so all three map to the same name.
+    """
+    out = hf_name
+    for pattern, repl in _TO_ORIGINAL:
+        out = re.sub(pattern, repl, out)
+    return out
+
+
+def trainable_names(model: torch.nn.Module, prefixes: Sequence[str] | None) -> list[str]:
+    """Names of parameters whose name starts with any of ``prefixes`` (None = all)."""
+    names = [n for n, _ in model.named_parameters()]
+    return names if prefixes is None else [n for n in names if n.startswith(tuple(prefixes))]
+
+
+def count_params(model: torch.nn.Module, names: Iterable[str] | None = None) -> int:
+    """Number of scalar parameters (of ``names`` if given)."""
+    params = dict(model.named_parameters())
+    return sum(params[n].numel() for n in (params if names is None else names))
+
+
+# --------------------------------------------------------------------------- checkpoints
+def save_checkpoint(state: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None,
+                    dtype: torch.dtype | None = None) -> Path:
+    """Save a state dict as safetensors atomically (optionally cast floating tensors to ``dtype``)."""
+    from common.io import atomic_write_bytes
+    from safetensors.torch import save
+
+    out = {}
+    for k, v in state.items():
+        v = v.detach().cpu()
+        if dtype is not None and v.is_floating_point():
+            v = v.to(dtype)
+        out[k] = v.contiguous()
+    return atomic_write_bytes(path, save(out, metadata=metadata))
+
+
+def load_state(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a safetensors state dict, with a clear error if the file is missing or unreadable."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"missing checkpoint: {path}")
+    try:
+        return load_file(str(path))
+    except Exception as e:  # safetensors raises its own error types
+        raise ValueError(f"unreadable safetensors checkpoint {path}: {e}") from e
+
+
+def load_into(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint",
+              strict: bool = True) -> None:
+    """Copy ``state`` into ``model``; a missing/unexpected key or a shape mismatch names the tensor."""
+    own = model.state_dict()
+    unexpected = sorted(set(state) - set(own))
+    missing = sorted(set(own) - set(state)) if strict else []
+    if unexpected:
+        raise KeyError(f"{source}: unexpected tensor(s) {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
+    if missing:
+        raise KeyError(f"{source}: missing tensor(s) {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+    for k, v in state.items():
+        if own[k].shape != v.shape:
+            raise ValueError(f"{source}: tensor {k!r} has shape {tuple(v.shape)}, model expects {tuple(own[k].shape)}")
+    with torch.no_grad():
+        for k, v in state.items():
+            own[k].copy_(v.to(own[k].dtype))
+
+
+def save_model(model: torch.nn.Module, path: str | Path, dtype: torch.dtype | None = None,
+               metadata: dict[str, str] | None = None) -> Path:
+    """Save a model's full state dict (safetensors)."""
+    return save_checkpoint(model.state_dict(), path, metadata=metadata, dtype=dtype)
