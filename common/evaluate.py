@@ -1,0 +1,145 @@
+"""One call scores a model on the three benchmarks the posts use and returns one JSON-able dict.
+
+- **watch** (Post 01's in-domain test): IoU and Dice of the union of kept masks vs the GT union,
+  averaged over (image, concept) tasks; per-task scores kept for paired statistics (Table 9.10).
+- **saco** (SA-Co/Gold-like, Post 01 §8 / Post 02): neg_correct, cgF1, IL_MCC, pmF1, pos_mean_IoU,
+  mean_mask_IoU, overall, per subset, and neg_correct per negative type; presence σ statistics.
+- **lvis** (LVIS-like val, positive-only): mIoU and pmF1.
+
+Inference rule (the posts'): score = σ(query logit)·σ(presence logit), kept above 0.3, mask NMS.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from common import metrics
+from common.data import Pair, PairDataset
+from common.forward import forward_pairs
+from common.model import to_pixels
+
+
+@dataclass
+class Prediction:
+    """Model output for one (image, phrase) pair after post-processing."""
+
+    pair: Pair
+    kept: metrics.Kept
+    presence_logits: np.ndarray  # [L] unclamped, every decoder layer
+
+    @property
+    def presence_sigmoid(self) -> float:
+        return metrics.presence_sigmoid(self.presence_logits[-1])
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, ds: PairDataset, tokenizer, image_size: int, pairs: Sequence[Pair] | None = None,
+            images_per_batch: int = 8, threshold: float = metrics.KEEP_THRESHOLD) -> list[Prediction]:
+    """Predictions for ``pairs`` (default: all of ``ds``), one vision forward per image."""
+    model.eval()
+    groups: dict[str, list[Pair]] = defaultdict(list)
+    for p in (pairs if pairs is not None else list(ds)):
+        groups[p.file_name].append(p)
+    keys = sorted(groups)
+    out: list[Prediction] = []
+    for b in range(0, len(keys), images_per_batch):
+        chunk = keys[b:b + images_per_batch]
+        images, phrases, idx, plist = [], [], [], []
+        for i, k in enumerate(chunk):
+            images.append(ds.image(groups[k][0]))
+            for p in groups[k]:
+                phrases.append(p.phrase)
+                idx.append(i)
+                plist.append(p)
+        ids, am = tokenizer(phrases)
+        o = forward_pairs(model, to_pixels(images, image_size), ids, am, torch.tensor(idx))
+        for r, p in enumerate(plist):
+            h, w = images[idx[r]].shape[:2]
+            kept = metrics.postprocess(o.logits[-1, r], o.presence[-1, r], o.masks[r], threshold=threshold,
+                                       out_size=(h, w))
+            out.append(Prediction(p, kept, o.presence[:, r].numpy().astype(np.float64)))
+    return out
+
+
+def _presence_stats(preds: Sequence[Prediction]) -> dict:
+    pos = [p.presence_sigmoid for p in preds if p.pair.masks]
+    neg = [p.presence_sigmoid for p in preds if not p.pair.masks]
+    return {"pos_presence_sigmoid_mean": float(np.mean(pos)) if pos else None,
+            "neg_presence_sigmoid_mean": float(np.mean(neg)) if neg else None,
+            "presence_auc": metrics.presence_auc(pos, neg) if pos and neg else None}
+
+
+def score_watch(ds: PairDataset, preds: Sequence[Prediction]) -> dict:
+    """Watch IoU / Dice over positive (image, concept) tasks, with per-task values."""
+    tasks = [(p.kept.masks, ds.gt_masks(p.pair)) for p in preds if p.pair.masks]
+    iou = metrics.watch_iou(tasks)
+    dice = [metrics.dice(metrics.union_mask(pm, gt.shape[-2:]), metrics.union_mask(gt, gt.shape[-2:])) for pm, gt in tasks]
+    return {"iou": iou.mean, "dice": float(np.mean(dice)) if dice else None, "n_tasks": iou.n_tasks,
+            "per_task_iou": [round(float(v), 5) for v in iou.per_task],
+            "task_ids": [p.pair.pair_id for p in preds if p.pair.masks], **_presence_stats(preds)}
+
+
+def _saco_inputs(ds: PairDataset, preds: Sequence[Prediction]) -> list[metrics.PairInput]:
+    return [metrics.PairInput(p.kept.masks, p.kept.scores, ds.gt_masks(p.pair),
+                              is_instance_exhaustive=p.pair.is_exhaustive,
+                              meta={"pair_id": p.pair.pair_id, "subset": p.pair.subset, "neg_type": p.pair.neg_type,
+                                    "presence_sigmoid": p.presence_sigmoid})
+            for p in preds]
+
+
+_SACO_KEYS = ("neg_correct", "cgF1", "IL_MCC", "pmF1", "pos_mean_IoU", "mean_mask_IoU")
+
+
+def _pick(summary: dict) -> dict:
+    return {k: summary.get(k) for k in _SACO_KEYS if k in summary} | {
+        k: v for k, v in summary.items() if k.startswith("n_")}
+
+
+def score_saco(ds: PairDataset, preds: Sequence[Prediction]) -> dict:
+    """SA-Co/Gold metrics overall, per subset, and neg_correct per negative type."""
+    res = metrics.saco_eval(_saco_inputs(ds, preds))
+    out = {**_pick(res.summary), **_presence_stats(preds)}
+    out["by_subset"] = {s: _pick(res.slice(lambda r, s=s: r.meta["subset"] == s))
+                        for s in sorted({r.meta["subset"] for r in res.records if r.meta["subset"]})}
+    types = sorted({r.meta["neg_type"] for r in res.records if r.meta["neg_type"]})
+    out["neg_correct_by_type"] = {t: res.slice(lambda r, t=t: r.meta["neg_type"] == t).get("neg_correct") for t in types}
+    out["per_pair_kept"] = {r.meta["pair_id"]: r.n_kept for r in res.records}
+    return out
+
+
+def score_lvis(ds: PairDataset, preds: Sequence[Prediction]) -> dict:
+    """LVIS-like val: positive-only mIoU (union rule) and pmF1."""
+    pos = [p for p in preds if p.pair.masks]
+    miou = metrics.lvis_positive_miou([(p.kept.masks, ds.gt_masks(p.pair)) for p in pos])
+    res = metrics.saco_eval(_saco_inputs(ds, pos))
+    return {"mIoU": miou.mean, "pmF1": res.summary.get("pmF1"), "n_tasks": miou.n_tasks,
+            "per_task_iou": [round(float(v), 5) for v in miou.per_task]}
+
+
+SUITES = {"watch": ("watch_test", score_watch), "saco": ("saco_gold", score_saco), "lvis": ("lvis_val", score_lvis)}
+
+
+def evaluate_model(model: torch.nn.Module, scale: str, suites: Sequence[str] = tuple(SUITES),
+                   max_pairs: int | None = None) -> dict:
+    """Score ``model`` on the named suites; ``max_pairs`` subsamples each suite deterministically."""
+    from common.data import load_pairs
+    from common.model import SPECS
+    from common.recipes import tokenizer_for
+    from common.worlds import ensure_worlds
+
+    paths = ensure_worlds(scale=scale)
+    tok = tokenizer_for(scale)
+    out = {}
+    for name in suites:
+        split, scorer = SUITES[name]
+        ds = load_pairs(paths[split])
+        pairs = list(ds)
+        if max_pairs is not None and len(pairs) > max_pairs:
+            keep = np.random.default_rng(0).choice(len(pairs), max_pairs, replace=False)
+            pairs = [pairs[i] for i in sorted(keep)]
+        out[name] = scorer(ds, predict(model, ds, tok, SPECS[scale].image_size, pairs))
+    return out

@@ -1,0 +1,82 @@
+"""One forward pass for many (image, phrase) pairs, sharing each image's vision forward.
+
+``Sam3Model.forward`` runs the ViT once per batch row and keeps only the last decoder layer. Training
+and evaluation here need (a) several phrases per image at the cost of one ViT pass, and (b) every
+decoder layer's query logits, boxes and presence logit (auxiliary losses, Post 02's per-layer
+presence readout). This module composes the model's own sub-modules in the same order as
+``Sam3Model.forward`` (text-only prompts), so the numbers are the model's, not a re-implementation.
+
+Note (ARCHITECTURE.md): the fusion encoder's residual stream is the *image* tokens conditioned on the
+prompt by cross-attention; ``encoder_hidden`` below is that stream's output, and the decoder's
+presence slot is position 0 of each decoder layer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from transformers.models.sam3.modeling_sam3 import box_cxcywh_to_xyxy, inverse_sigmoid
+
+
+@dataclass
+class PairOutputs:
+    """Per-pair predictions; L = decoder layers, N = pairs, Q = queries."""
+
+    logits: torch.Tensor  # [L, N, Q] query classification logits (dot-product scoring)
+    boxes: torch.Tensor  # [L, N, Q, 4] xyxy in [0, 1]
+    presence: torch.Tensor  # [L, N] unclamped presence logits
+    masks: torch.Tensor | None  # [M, Q, h, w] mask logits (last layer) for the pairs in ``mask_rows``
+    semantic: torch.Tensor | None  # [M, 1, h, w] semantic-seg logits for ``mask_rows``
+    mask_rows: torch.Tensor  # [M] indices into the N pairs
+
+
+def encode_vision(model: torch.nn.Module, pixel_values: torch.Tensor):
+    """The ViT + neck forward (``Sam3Model.get_vision_features``); returns its output object."""
+    return model.get_vision_features(pixel_values=pixel_values)
+
+
+def forward_pairs(
+    model: torch.nn.Module,
+    pixel_values: torch.Tensor | None,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    image_index: torch.Tensor,
+    mask_rows: torch.Tensor | None = None,
+    vision=None,
+) -> PairOutputs:
+    """Run N (image, phrase) pairs; pair i uses image ``image_index[i]`` of ``pixel_values``.
+
+    ``vision`` may carry a precomputed :func:`encode_vision` output (a frozen-vision cache);
+    ``mask_rows`` selects the pairs that need masks (None = all; an empty tensor = none).
+    """
+    if vision is None:
+        if pixel_values is None:
+            raise ValueError("forward_pairs needs pixel_values or a precomputed vision output")
+        vision = encode_vision(model, pixel_values)
+    fpn = [f[image_index] for f in vision.fpn_hidden_states[:-1]]
+    pos = [p[image_index] for p in vision.fpn_position_encoding[:-1]]
+
+    text = model.get_text_features(input_ids=input_ids, attention_mask=attention_mask).pooler_output
+    text_mask = attention_mask.bool()
+    enc = model.detr_encoder(vision_features=[fpn[-1]], text_features=text, vision_pos_embeds=[pos[-1]],
+                             text_mask=text_mask)
+    dec = model.detr_decoder(vision_features=enc.last_hidden_state, text_features=enc.text_features,
+                             vision_pos_encoding=enc.pos_embeds_flattened, text_mask=text_mask,
+                             spatial_shapes=enc.spatial_shapes)
+    hs = dec.intermediate_hidden_states  # [L, N, Q, C]
+    offsets = model.detr_decoder.box_head(hs)
+    boxes = box_cxcywh_to_xyxy((inverse_sigmoid(dec.reference_boxes) + offsets).sigmoid())
+    logits = model.dot_product_scoring(decoder_hidden_states=hs, text_features=enc.text_features,
+                                       text_mask=text_mask).squeeze(-1)
+    presence = dec.presence_logits.squeeze(-1)  # [L, N]
+
+    n = input_ids.shape[0]
+    rows = torch.arange(n) if mask_rows is None else torch.as_tensor(mask_rows, dtype=torch.long)
+    masks = semantic = None
+    if len(rows):
+        md = model.mask_decoder(decoder_queries=hs[-1][rows], backbone_features=[f[rows] for f in fpn],
+                                encoder_hidden_states=enc.last_hidden_state[rows], prompt_features=text[rows],
+                                prompt_mask=text_mask[rows])
+        masks, semantic = md.pred_masks, md.semantic_seg
+    return PairOutputs(logits=logits, boxes=boxes, presence=presence, masks=masks, semantic=semantic,
+                       mask_rows=rows)

@@ -1,0 +1,308 @@
+"""The training engine: recipes' data streams, the optimisation loop, logs, checkpoints, resume.
+
+A run is fully described by a :class:`common.recipes.Recipe`; its directory
+``data/runs/<recipe>-<config hash>/`` holds ``config.json``, ``log.jsonl`` (one line per step: step, lr,
+every loss term, the √bs-scaled and the per-sample loss), ``step-<k>.safetensors`` at the requested
+steps (trainable tensors only), ``resume.safetensors`` (trainable tensors + AdamW state) and
+``final.safetensors`` + ``done.json`` when finished. A finished run with the same hash is reused.
+
+Sampling is a pure function of (seed, stream, step), so a resumed run sees exactly the batches an
+uninterrupted one would have seen.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import jsonlines
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from common.forward import encode_vision, forward_pairs
+from common.io import atomic_write_json
+from common.losses import Target, make_target, set_loss
+from common.model import load_state, save_checkpoint, to_pixels
+
+if TYPE_CHECKING:
+    from common.data import PairDataset
+
+
+# --------------------------------------------------------------------------- sampling
+@dataclass
+class Batch:
+    """One optimiser batch: images, the pairs on them, and their targets."""
+
+    images: list[np.ndarray]
+    phrases: list[str]
+    image_index: torch.Tensor
+    targets: list[Target]
+    image_keys: list[str]
+    stream: str
+
+
+class StreamSampler:
+    """Deterministic visits over one dataset: a visit = one image with ≤ ``pos`` positives and ≤ ``neg`` negatives.
+
+    An epoch shuffles all visits (positives of an image are chunked into groups of ``pos``;
+    negative-only images give one visit each). Negatives are drawn per visit from the image's own
+    negative pairs, hard ones (``neg_type`` in ``hard_types``) with probability ``p_hard`` (curriculum).
+    """
+
+    def __init__(self, ds: PairDataset, pos: int, neg: int, seed: int, hard_types: Sequence[str] = ()):
+        self.ds, self.pos, self.neg, self.seed = ds, pos, neg, seed
+        self.hard_types = set(hard_types)
+        self.groups = ds.by_image()
+        self.keys = sorted(self.groups)
+
+    def _epoch_visits(self, epoch: int) -> list[tuple[str, list]]:
+        rng = np.random.default_rng([self.seed, epoch])
+        visits = []
+        for key in self.keys:
+            pos = [p for p in self.groups[key] if p.masks]
+            if self.pos and pos:
+                order = rng.permutation(len(pos))
+                for i in range(0, len(pos), self.pos):
+                    visits.append((key, [pos[j] for j in order[i:i + self.pos]]))
+            elif self.neg and not pos:
+                visits.append((key, []))
+        if not visits:
+            raise ValueError(f"dataset {self.ds.path} yields no training visits (pos={self.pos}, neg={self.neg})")
+        return [visits[i] for i in rng.permutation(len(visits))]
+
+    def _epoch(self, epoch: int) -> list[tuple[str, list]]:
+        """The visit order of one epoch (the last one is cached)."""
+        if getattr(self, "_cached_epoch", None) != epoch:
+            self._cached, self._cached_epoch = self._epoch_visits(epoch), epoch
+        return self._cached
+
+    def visits_per_epoch(self) -> int:
+        return len(self._epoch(0))
+
+    def visit(self, k: int, rng: np.random.Generator, p_hard: float) -> tuple[str, list]:
+        """The k-th visit of the stream (0-based, across epochs), with negatives drawn by ``rng``."""
+        n = self.visits_per_epoch()
+        key, pos = self._epoch(k // n)[k % n]
+        negs = [p for p in self.groups[key] if not p.masks]
+        chosen = []
+        if self.neg and negs:
+            hard = [p for p in negs if p.neg_type in self.hard_types]
+            easy = [p for p in negs if p.neg_type not in self.hard_types]
+            for _ in range(min(self.neg, len(negs))):
+                pool = hard if (hard and (not easy or rng.random() < p_hard)) else easy
+                chosen.append(pool[int(rng.integers(len(pool)))])
+        return key, list(pos) + chosen
+
+
+def stream_for_step(step: int, everys: Sequence[int]) -> tuple[int, int]:
+    """Which stream supplies (1-based) ``step`` and how many batches it supplied before.
+
+    Stream 0 is primary; stream j ≥ 1 with cadence N_j supplies step s when (s − j) mod N_j == 0
+    (offset j, so two secondary streams at the same cadence never collide).
+    """
+    def fires(j: int, s: int) -> bool:
+        return s >= j and (s - j) % everys[j] == 0
+
+    def served(j: int, upto: int) -> int:  # batches stream j supplied in steps 1..upto
+        if j == 0:
+            return upto - sum(served(i, upto) for i in range(1, len(everys)))
+        return 0 if upto < j else (upto - j) // everys[j] + 1
+
+    for j in range(1, len(everys)):
+        if fires(j, step):
+            return j, served(j, step - 1)
+    return 0, served(0, step - 1)
+
+
+def make_batch(sampler: StreamSampler, first_visit: int, n_images: int, rng: np.random.Generator,
+               p_hard: float, mask_size: int, name: str) -> Batch:
+    """Assemble ``n_images`` consecutive visits of a stream into a :class:`Batch`."""
+    images, phrases, idx, targets, keys = [], [], [], [], []
+    for i in range(n_images):
+        key, pairs = sampler.visit(first_visit + i, rng, p_hard)
+        if not pairs:
+            continue
+        img = sampler.ds.image(pairs[0])
+        images.append(img)
+        keys.append(key)
+        for p in pairs:
+            phrases.append(p.phrase)
+            idx.append(len(images) - 1)
+            targets.append(make_target(sampler.ds.gt_masks(p), mask_size))
+    return Batch(images, phrases, torch.tensor(idx, dtype=torch.long), targets, keys, name)
+
+
+# --------------------------------------------------------------------------- optimiser state I/O
+def _opt_state_tensors(opt: torch.optim.AdamW, names: dict[int, str]) -> dict[str, torch.Tensor]:
+    out = {}
+    for group in opt.param_groups:
+        for p in group["params"]:
+            st = opt.state.get(p)
+            if not st:
+                continue
+            n = names[id(p)]
+            out[f"__adam__.{n}.exp_avg"] = st["exp_avg"]
+            out[f"__adam__.{n}.exp_avg_sq"] = st["exp_avg_sq"]
+            out[f"__adam__.{n}.step"] = torch.as_tensor(st["step"], dtype=torch.float32).reshape(1)
+    return out
+
+
+def _load_opt_state(opt: torch.optim.AdamW, params: dict[str, torch.nn.Parameter], state: dict[str, torch.Tensor]):
+    for n, p in params.items():
+        key = f"__adam__.{n}"
+        if f"{key}.exp_avg" in state:
+            opt.state[p] = {"exp_avg": state[f"{key}.exp_avg"].clone(), "exp_avg_sq": state[f"{key}.exp_avg_sq"].clone(),
+                            "step": torch.tensor(float(state[f"{key}.step"][0]))}
+
+
+# --------------------------------------------------------------------------- the loop
+@dataclass
+class RunResult:
+    """What a finished run leaves: its directory, final trainable tensors, log and summary."""
+
+    run_dir: Path
+    final: Path
+    log: list[dict]
+    summary: dict
+
+    @property
+    def final_loss_per_sample(self) -> float:
+        return self.summary["final_loss_per_sample"]
+
+
+def read_log(path: Path) -> list[dict]:
+    """The per-step jsonlines log of a run."""
+    if not path.exists():
+        return []
+    with jsonlines.open(path) as r:
+        return list(r)
+
+
+def train_loop(model: torch.nn.Module, trainable: dict[str, torch.nn.Parameter], streams: list[tuple[StreamSampler, int, int, str]],
+               tokenizer, recipe, run_dir: Path, mask_size: int, image_size: int, progress: bool = True,
+               extra_loss=None) -> RunResult:
+    """Optimise ``trainable`` on the recipe's streams; resumable from ``run_dir/resume.safetensors``.
+
+    ``streams``: (sampler, every, images_per_batch, name) with stream 0 primary. ``extra_loss(model)``
+    may add regularisers (e.g. AdaLoRA's L1 + orthogonality); its value is logged as ``extra``.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    total = recipe.total_steps
+    everys = [s[1] for s in streams]
+    names = {id(p): n for n, p in trainable.items()}
+    opt = torch.optim.AdamW(list(trainable.values()), lr=recipe.lr, weight_decay=recipe.weight_decay,
+                            betas=(0.9, 0.999))
+    start = 0
+    log_path = run_dir / "log.jsonl"
+    resume = run_dir / "resume.safetensors"
+    if resume.exists():
+        state = load_state(resume)
+        start = int(state.pop("__step__")[0])
+        with torch.no_grad():
+            for n, p in trainable.items():
+                if n not in state:
+                    raise KeyError(f"{resume}: resume state lacks trainable tensor {n!r}")
+                p.copy_(state[n])
+        _load_opt_state(opt, trainable, state)
+        kept = [r for r in read_log(log_path) if r["step"] <= start]
+        with jsonlines.open(log_path, "w") as w:
+            w.write_all(kept)
+    elif log_path.exists():
+        log_path.unlink()
+
+    vision_frozen = not any(n.startswith("vision_encoder.") for n in trainable)
+    vision_cache: dict[str, object] = {}
+    sqrt_bs = math.sqrt(max(s[2] for s in streams)) if recipe.sqrt_bs_scaling else 1.0
+    prior_s = read_log(log_path)[-1]["elapsed_s"] if start and log_path.exists() and read_log(log_path) else 0.0
+    model.train()
+    bar = tqdm(range(start + 1, total + 1), desc=recipe.name, disable=not progress, mininterval=5)
+    t0 = time.time() - prior_s
+    for step in bar:
+        lr_mult = recipe.schedule(step, total)
+        for g in opt.param_groups:
+            g["lr"] = recipe.lr * lr_mult
+        p_hard = recipe.p_hard(step, total)
+        opt.zero_grad(set_to_none=True)
+        agg: dict[str, float] = {}
+        for micro in range(recipe.grad_accum):
+            j, served = stream_for_step(step, everys)
+            sampler, _, n_img, name = streams[j]
+            rng = np.random.default_rng([recipe.seed, j, step, micro])
+            batch = make_batch(sampler, (served * recipe.grad_accum + micro) * n_img, n_img, rng, p_hard,
+                               mask_size, name)
+            if not batch.phrases:
+                continue
+            ids, am = tokenizer(batch.phrases)
+            pos_rows = torch.tensor([i for i, t in enumerate(batch.targets) if t.present], dtype=torch.long)
+            vision = None
+            if vision_frozen:
+                vision = _cached_vision(model, batch, vision_cache, image_size, j)
+                out = forward_pairs(model, None, ids, am, batch.image_index, mask_rows=pos_rows, vision=vision)
+            else:
+                out = forward_pairs(model, to_pixels(batch.images, image_size), ids, am, batch.image_index,
+                                    mask_rows=pos_rows)
+            terms = set_loss(out, batch.targets, recipe.loss)
+            loss = terms["total"]
+            if extra_loss is not None:
+                extra = extra_loss(model)
+                terms["extra"] = extra
+                loss = loss + extra
+            if not torch.isfinite(loss):
+                bad = {k: float(v) for k, v in terms.items()}
+                raise FloatingPointError(f"{recipe.name}: non-finite loss at step {step} (stream {name}): {bad}")
+            (loss / recipe.grad_accum).backward()
+            for k, v in terms.items():
+                agg[k] = agg.get(k, 0.0) + float(v) / recipe.grad_accum
+            agg["stream_" + name] = agg.get("stream_" + name, 0.0) + 1
+        if recipe.clip:
+            torch.nn.utils.clip_grad_norm_(list(trainable.values()), recipe.clip)
+        opt.step()
+        row = {"step": step, "lr": recipe.lr * lr_mult, "p_hard": p_hard, **agg,
+               "loss_per_sample": agg.get("total", float("nan")), "loss_scaled": agg.get("total", float("nan")) * sqrt_bs,
+               "elapsed_s": round(time.time() - t0, 2)}
+        with jsonlines.open(log_path, "a") as w:
+            w.write(row)
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{agg.get('total', 0):.3f}", pres=f"{agg.get('presence', 0):.3f}")
+        if step in recipe.checkpoints:
+            save_checkpoint({n: p for n, p in trainable.items()}, run_dir / f"step-{step}.safetensors")
+        if step % recipe.resume_every == 0 and step < total:
+            state = {**{n: p for n, p in trainable.items()}, **_opt_state_tensors(opt, names),
+                     "__step__": torch.tensor([float(step)])}
+            save_checkpoint(state, resume)
+    model.eval()
+    final = save_checkpoint({n: p for n, p in trainable.items()}, run_dir / "final.safetensors")
+    log = read_log(log_path)
+    tail = [r["loss_per_sample"] for r in log[-max(1, len(log) // 20):]]
+    summary = {"recipe": recipe.name, "steps": total, "final_loss_per_sample": float(np.mean(tail)),
+               "train_wall_s": log[-1]["elapsed_s"] if log else 0.0,
+               "trainable_params": int(sum(p.numel() for p in trainable.values()))}
+    atomic_write_json(run_dir / "done.json", summary)
+    if resume.exists():
+        resume.unlink()
+    return RunResult(run_dir, final, log, summary)
+
+
+def _cached_vision(model, batch: Batch, cache: dict, image_size: int, stream: int):
+    """Vision features of a batch's images under a frozen ViT, computed once per image and reused."""
+    from transformers.models.sam3.modeling_sam3 import Sam3VisionEncoderOutput
+
+    missing = [i for i, k in enumerate(batch.image_keys) if (stream, k) not in cache]
+    if missing:
+        with torch.no_grad():
+            was = model.training
+            model.eval()
+            v = encode_vision(model, to_pixels([batch.images[i] for i in missing], image_size))
+            model.train(was)
+        for r, i in enumerate(missing):
+            cache[(stream, batch.image_keys[i])] = ([f[r] for f in v.fpn_hidden_states],
+                                                    [p[r] for p in v.fpn_position_encoding])
+    feats = [cache[(stream, k)] for k in batch.image_keys]
+    return Sam3VisionEncoderOutput(
+        fpn_hidden_states=tuple(torch.stack([f[0][l] for f in feats]) for l in range(len(feats[0][0]))),
+        fpn_position_encoding=tuple(torch.stack([f[1][l] for f in feats]) for l in range(len(feats[0][1]))),
+    )
