@@ -30,3 +30,10 @@ worlds: $(VENV) ## generate the synthetic worlds into data/worlds/ (cached) and 
 
 bench: $(VENV) ## benchmark: params and s/step of the tiny model
 	$(PY) scripts/bench_model.py
+
+.PHONY: compare figures
+compare: $(VENV) ## published vs reproduced + claim verdicts: results/COMPARISON.md, comparison.json, index.html, README status
+	$(PY) scripts/compare.py
+
+figures: $(VENV) ## redraw every figure from the results JSON (no training): results/<section>/fig-*.png|svg
+	$(PY) scripts/figures.py

@@ -1,0 +1,114 @@
+"""Claims registry: verbatim quotes, and honest verdicts on crafted results (holds / fails / not yet run / error)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from common import claims as C
+from common.io import SHARED
+
+SEEDS = {"post01": "000_c9eda1532dbf2c80.txt", "post02": "001_50283a501871824e.txt", "rank_series": "004_03bdc2d5fe7b49dc.txt"}
+
+
+def _write(root: Path, rel: str, doc: dict) -> None:
+    p = root / f"{rel}.json"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(doc))
+
+
+def _recipes(**overrides: dict) -> dict:
+    base = {"watch": {"iou": 0.2, "dice": 0.3}, "saco": {"neg_correct": 0.95, "cgF1": 0.5, "pos_mean_IoU": 0.6}, "lvis": {"mIoU": 0.5}}
+    rec = {"base": base,
+           "all_trainable": {"watch": {"iou": 0.80}, "saco": {"neg_correct": 0.03, "cgF1": 0.05}},
+           "frozen_te": {"watch": {"iou": 0.85}, "saco": {"neg_correct": 0.04, "cgF1": 0.07}}}
+    rec.update(overrides)
+    return {"meta": {}, "scale": "tiny", "recipes": rec}
+
+
+def _verdict(root: Path, cid: str) -> C.Verdict:
+    return C.evaluate(C.by_id(cid), C.Results(root))
+
+
+def test_registry_shape() -> None:
+    assert 30 <= len(C.CLAIMS) <= 80
+    ids = [c.id for c in C.CLAIMS]
+    assert len(ids) == len(set(ids))
+    for c in C.CLAIMS:
+        assert c.post in SEEDS and c.reads and c.statement and set(c.scales) <= {"micro", "tiny", "sam3"}
+    from common import published
+    for c in C.CLAIMS:  # every claim's table id exists in the published data
+        if c.table and c.post in ("post01", "post02"):
+            assert c.table in published.load(c.post)["tables"], c.id
+
+
+@pytest.mark.parametrize("post", ["post01", "post02", "rank_series"])
+def test_quotes_are_verbatim(post: str) -> None:
+    path = SHARED / "seeds" / SEEDS[post]
+    if not path.exists():
+        pytest.skip("seeds absent")
+    text = path.read_text()
+    bad = [c.id for c in C.CLAIMS if c.post == post and c.quote not in text]
+    assert not bad, bad
+
+
+def test_missing_file_is_not_yet_run(tmp_path: Path) -> None:
+    vs = C.evaluate_all(tmp_path)
+    assert vs and all(v.verdict == "not yet run" for v in vs)
+    assert C.summary_line(vs) == f"{len(vs)} claims: 0 hold, 0 fail, {len(vs)} not yet run"
+
+
+def test_holds_and_fails_on_crafted_recipes(tmp_path: Path) -> None:
+    _write(tmp_path, "recipes", _recipes())
+    assert _verdict(tmp_path, "p01-4.2-frozen-te-iou").verdict == "holds"
+    assert _verdict(tmp_path, "p01-8-refusal-collapse").verdict == "holds"
+    # a fine-tune that keeps refusing: the collapse claim must be reported as failing
+    _write(tmp_path, "recipes", _recipes(frozen_te={"watch": {"iou": 0.7}, "saco": {"neg_correct": 0.9}}))
+    v = _verdict(tmp_path, "p01-8-refusal-collapse")
+    assert v.verdict == "fails" and "base − frozen_te" in v.detail
+    assert _verdict(tmp_path, "p01-4.2-frozen-te-iou").verdict == "fails"
+    assert v.files == {"recipes": "tiny"}
+
+
+def test_missing_recipe_or_key_is_not_yet_run(tmp_path: Path) -> None:
+    _write(tmp_path, "recipes", _recipes())
+    v = _verdict(tmp_path, "p02-5.2-presence-only-order")  # no presence_only recipe yet
+    assert v.verdict == "not yet run" and "presence_only" in v.detail or "lvis_replay" in v.detail
+    v = _verdict(tmp_path, "p01-4.2-frozen-te-cgf1")
+    assert v.verdict == "holds"
+    _write(tmp_path, "recipes", _recipes(frozen_te={"watch": {"iou": 0.85}, "saco": {}}))
+    assert _verdict(tmp_path, "p01-4.2-frozen-te-cgf1").verdict == "not yet run"
+
+
+def test_percent_instead_of_fraction_is_an_error(tmp_path: Path) -> None:
+    _write(tmp_path, "recipes", _recipes(frozen_te={"watch": {"iou": 0.85}, "saco": {"neg_correct": 3.2}}))
+    v = _verdict(tmp_path, "p01-8-refusal-collapse")
+    assert v.verdict == "error" and "fraction" in v.detail
+
+
+def test_alpha_ladder_peak(tmp_path: Path) -> None:
+    rows = [{"row": str(a), "alpha": a, "watch_iou": iou} for a, iou in [(16, 0.5), (22, 0.4), (64, 0.6), (128, 0.7), (160, 0.65)]]
+    _write(tmp_path, "post01/table-9.15", {"scale": "tiny", "rows": rows})
+    assert _verdict(tmp_path, "p01-9.15-alpha-peak").verdict == "holds"
+    assert _verdict(tmp_path, "p01-9.15-interior-optimum").verdict == "holds"
+    rows[0]["watch_iou"] = 0.9  # peak at α = 16: the post's finding fails here
+    _write(tmp_path, "post01/table-9.15", {"scale": "tiny", "rows": rows})
+    v = _verdict(tmp_path, "p01-9.15-alpha-peak")
+    assert v.verdict == "fails" and "16" in v.detail
+
+
+def test_mp_rank_convergence(tmp_path: Path) -> None:
+    rows = [{"step": s, "mp_rank": m, "e90": e} for s, m, e in [(10, 3, 5), (100, 8, 40), (200, 9, 60)]]
+    rows += [{"step": 440, "label": "end ep 1", "mp_rank": 9, "e90": 70}, {"step": 1320, "label": "end ep 3", "mp_rank": 9, "e90": 80}]
+    _write(tmp_path, "post01/table-9.17", {"scale": "tiny", "rows": rows})
+    assert _verdict(tmp_path, "p01-9.17-mp-converges").verdict == "holds"
+    rows[-1]["mp_rank"] = 20
+    _write(tmp_path, "post01/table-9.17", {"scale": "tiny", "rows": rows})
+    assert _verdict(tmp_path, "p01-9.17-mp-converges").verdict == "fails"
+
+
+def test_sam3_scale_root(tmp_path: Path) -> None:
+    _write(tmp_path / "sam3", "recipes", _recipes())
+    vs = {v.claim: v for v in C.evaluate_all(tmp_path / "sam3", "sam3")}
+    assert vs["p01-4.2-frozen-te-iou"].verdict == "holds" and vs["p01-4.2-frozen-te-iou"].scale == "sam3"

@@ -1,0 +1,111 @@
+"""report helpers, `make compare` and `make figures` on a temporary results directory (fast, no training)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from common import report
+from common.io import ROOT, read_json
+
+sys.path.insert(0, str(ROOT / "scripts"))
+import compare  # noqa: E402
+import figures  # noqa: E402
+
+LADDER = [(16, 0.50), (22, 0.40), (64, 0.60), (128, 0.70), (160, 0.65)]
+
+
+def _ladder(root: Path, scale: str = "tiny") -> Path:
+    rows = [{"row": str(a), "alpha": a, "watch_iou": iou} for a, iou in LADDER]
+    pubs = report.columns("post01", "9.15", {"watch_iou": "watch IoU"})
+    return report.write_result("post01", "9.15", rows, published=pubs, meta={"seed": 0}, scale=scale, root=root)
+
+
+def _recipes(root: Path) -> None:
+    rec = {"base": {"watch": {"iou": 0.2}, "saco": {"neg_correct": 0.95, "cgF1": 0.5}, "lvis": {"mIoU": 0.5}},
+           "frozen_te": {"watch": {"iou": 0.85}, "saco": {"neg_correct": 0.04, "cgF1": 0.07}, "lvis": {"mIoU": 0.45}},
+           "all_trainable": {"watch": {"iou": 0.80}, "saco": {"neg_correct": 0.03, "cgF1": 0.05}}}
+    (root / "recipes.json").write_text(json.dumps({"meta": {}, "scale": "tiny", "recipes": rec}))
+
+
+def test_write_result_contract(tmp_path: Path) -> None:
+    p = _ladder(tmp_path)
+    assert p == tmp_path / "post01" / "table-9.15.json"
+    d = read_json(p)
+    assert d["scale"] == "tiny" and d["table"] == "table-9.15" and d["rows"][0]["watch_iou"] == 0.5
+    assert _ladder(tmp_path, "sam3") == tmp_path / "sam3" / "post01" / "table-9.15.json"
+    with pytest.raises(ValueError):
+        report.write_result("post09", "9.15", [], meta={}, scale="tiny", root=tmp_path)
+    with pytest.raises(ValueError):
+        report.write_result("post01", "9.15", [{"watch IoU": 1}], meta={}, scale="tiny", root=tmp_path)
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_pairs_and_markdown(tmp_path: Path) -> None:
+    d = read_json(_ladder(tmp_path))
+    ps = {p["row"]: p for p in report.pairs(d)}
+    assert ps["128"]["published"] == 0.885 and ps["128"]["ours"] == 0.70
+    assert ps["128"]["diff"] == pytest.approx(0.70 - 0.885)
+    md = report.markdown_table(d["rows"], published=d["published"])
+    assert "watch_iou (published)" in md and "0.885" in md and "post01 Table 9.15" in md
+    assert report.figure_stem("table-9.15") == "fig-9.15" and report.figure_stem("fig-3.2") == "fig-3.2"
+
+
+def test_compare_on_temp_results(tmp_path: Path) -> None:
+    _ladder(tmp_path)
+    _recipes(tmp_path)
+    readme = tmp_path / "README.md"
+    readme.write_text("# Title\n\nkeep me\n")
+    rep = compare.main(["--results", str(tmp_path), "--readme", str(readme)])
+    n = len(rep["claims"])
+    assert rep["summary"].startswith(f"{n} claims: ") and " hold, " in rep["summary"] and "not yet run" in rep["summary"]
+    byid = {c["id"]: c["verdicts"]["tiny"]["verdict"] for c in rep["claims"]}
+    assert byid["p01-9.15-alpha-peak"] == "holds" and byid["p01-4.2-frozen-te-iou"] == "holds"
+    assert byid["p02-5.2-presence-only-order"] == "not yet run"
+    md = (tmp_path / "COMPARISON.md").read_text()
+    assert md.splitlines()[2].startswith(f"**{n} claims:")
+    assert "0.885 → **0.7 (Δ -0.185)**" in md  # published beside ours with the difference
+    t915 = md[md.index("### Table 9.15"):md.index("### Table 9.21")]
+    row16 = next(line for line in t915.splitlines() if line.startswith("| 16 |"))
+    assert row16.count("→") == 1  # only the reproduced column (watch IoU) gets ours; the rest show the published value
+    assert (tmp_path / "comparison.json").exists() and "<html>" in (tmp_path / "index.html").read_text()
+    text = readme.read_text()
+    assert text.startswith("# Title\n\nkeep me\n") and compare.BEGIN in text and compare.END in text
+    compare.main(["--results", str(tmp_path), "--readme", str(readme)])
+    assert readme.read_text() == text  # idempotent: the block is replaced, not appended again
+
+
+def test_figures_on_temp_results(tmp_path: Path) -> None:
+    _ladder(tmp_path)
+    _recipes(tmp_path)
+    paths = figures.render_all(tmp_path)
+    names = {p.name for p in paths}
+    assert "fig-9.15.png" in names and "fig-9.2.png" in names
+    rep = compare.build(tmp_path)
+    t = next(t for s in rep["sections"] for t in s["tables"] if s["source"] == "post01" and t["id"] == "9.15")
+    assert t["figure"] == "post01/fig-9.15.png"
+
+
+def _chromium() -> str | None:
+    return next((shutil.which(c) for c in ("chromium", "chromium-browser", "google-chrome") if shutil.which(c)), None)
+
+
+@pytest.mark.skipif(_chromium() is None, reason="chromium absent")
+def test_index_html_renders_in_headless_chromium(tmp_path: Path) -> None:
+    """Screenshot results/index.html (built on temp results) with headless Chromium; a non-trivial PNG means it rendered."""
+    _ladder(tmp_path)
+    _recipes(tmp_path)
+    figures.render_all(tmp_path)
+    compare.main(["--results", str(tmp_path), "--no-readme"])
+    shot = tmp_path / "shot.png"
+    cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+           "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tempfile.mkdtemp()}",
+           "--window-size=1280,2000", f"--screenshot={shot}", (tmp_path / "index.html").as_uri()]
+    subprocess.run(cmd, check=False, timeout=60, capture_output=True, env={**os.environ, "HOME": str(tmp_path)})
+    assert shot.exists() and shot.stat().st_size > 10_000
