@@ -821,40 +821,40 @@ def _(r: Results) -> Outcome:
 RS = "rank_series"
 
 
-@claim("rs-86-er-dynamic", RS, "Paper 86, step table", table=None, reads=("rank_series/paper-86",),
+@claim("rs-86-er-dynamic", RS, "Paper 86, step table", table="86.1", reads=("rank_series/table-86.1",),
        quote="True gradient ER is DYNAMIC: 5.55 → 19.17 → 9.33 across training steps",
        statement="true gradient ER (rows: step, true_er_mean) peaks at an interior step: ER(peak) > ER(first) and ER(last) < ER(peak)")
 def _(r: Results) -> Outcome:
-    er = r.column("rank_series/paper-86", "true_er_mean", by="step")
+    er = r.column("rank_series/table-86.1", "true_er_mean", by="step")
     steps = sorted(er, key=float)
     peak = max(er, key=er.get)
     return every(cmp(er[peak], ">", er[steps[0]], f"peak (step {peak}) vs first"), cmp(er[steps[-1]], "<", er[peak], "last vs peak"))
 
 
-@claim("rs-86-k8-covers", RS, "Paper 86, K table", table=None, reads=("rank_series/paper-86-k", "rank_series/paper-86"),
+@claim("rs-86-k8-covers", RS, "Paper 86, K table", table="86.2", reads=("rank_series/table-86.2", "rank_series/table-86.1"),
        quote="At step 1: K=8 is OPTIMAL — it achieves 98% of the true gradient ER with 4× fewer parameters than K=32.",
-       statement="K-constrained ER at K=8 ≥ 0.95 × true ER at step 1 (rows: k, k_constrained_er; paper-86 rows: step, true_er_mean)")
+       statement="K-constrained ER at K=8 ≥ 0.95 × true ER at step 1 (rows: k, k_constrained_er; table-86.1 rows: step, true_er_mean)")
 def _(r: Results) -> Outcome:
-    k8 = r.cell("rank_series/paper-86-k", "k_constrained_er", k=8)
-    er = r.column("rank_series/paper-86", "true_er_mean", by="step")
+    k8 = r.cell("rank_series/table-86.2", "k_constrained_er", k=8)
+    er = r.column("rank_series/table-86.1", "true_er_mean", by="step")
     first = er[min(er, key=float)]
     return cmp(k8, ">=", 0.95 * first, "K=8 constrained ER vs 0.95 × step-1 true ER")
 
 
-@claim("rs-86-k-bound", RS, "Paper 86, K table", table=None, reads=("rank_series/paper-86-k",),
+@claim("rs-86-k-bound", RS, "Paper 86, K table", table="86.2", reads=("rank_series/table-86.2",),
        quote="This measures the effective rank of the K=32-projected gradient, which is always ≤ K=32.",
        statement="K-constrained ER ≤ K for every K (rows: k, k_constrained_er)")
 def _(r: Results) -> Outcome:
-    col = r.column("rank_series/paper-86-k", "k_constrained_er", by="k")
+    col = r.column("rank_series/table-86.2", "k_constrained_er", by="k")
     return every(*(cmp(v, "<=", float(k), f"K={k}") for k, v in sorted(col.items(), key=lambda kv: float(kv[0]))))
 
 
-@claim("rs-86-early-layers", RS, "Paper 86, layer table", table=None, reads=("rank_series/paper-86-layers",),
+@claim("rs-86-early-layers", RS, "Paper 86, layer table", table="86.3", reads=("rank_series/table-86.3",),
        quote="Earlier layers (L0-L2) need slightly more K than later layers (L6-L7).",
        statement="mean true ER of layers 0–2 > mean of layers 6–7 (rows: layer, true_er)")
 def _(r: Results) -> Outcome:
-    col = {int(k): v for k, v in r.column("rank_series/paper-86-layers", "true_er", by="layer").items()}
+    col = {int(k): v for k, v in r.column("rank_series/table-86.3", "true_er", by="layer").items()}
     early, late = [col[i] for i in (0, 1, 2) if i in col], [col[i] for i in (6, 7) if i in col]
     if not early or not late:
-        raise NotYetRun("rank_series/paper-86-layers.json needs layers 0–2 and 6–7")
+        raise NotYetRun("rank_series/table-86.3.json needs layers 0–2 and 6–7")
     return cmp(sum(early) / len(early), ">", sum(late) / len(late), "L0–2 vs L6–7")

@@ -5,7 +5,7 @@ RESULTS CONTRACT (what ``make compare`` / ``make figures`` and the claims in :mo
 * Every script writes ``results/<section>/<table-id>.json`` with :func:`write_result`, where
   ``section`` is ``post01`` | ``post02`` | ``rank_series`` and ``table-id`` is ``table-<id>`` or
   ``fig-<id>`` with the id of ``data/published/<section>.json`` (``table-9.15``, ``fig-3.2``,
-  ``table-5.1b``; rank series ``paper-86``, ``paper-86-k`` …). Content::
+  ``table-5.1b``; rank series ``table-86.1`` …). Content::
 
       {"meta": {...common.io.run_meta...}, "scale": "tiny", "section": "post01", "table": "table-9.15",
        "script": "post01/alpha_ladder.py",

@@ -173,7 +173,7 @@ def build(root: Path = RESULTS) -> dict[str, Any]:
         sections.append({"source": source, "title": POST_TITLES[source], "published_file": data is not None,
                          "tables": tables, "other_results": [{"file": rel, "figure": _figure_rel(root, source, rel.split("/", 1)[1])} for rel in extra],
                          "unattached_claims": [c["id"] for c in claim_rows if c["post"] == source
-                                               and (c["table"] is None or c["table"] not in tables_meta)]})
+                                               and (c["table"] is None or c["table"] not in tids)]})
     errors = {f"{s}:{rel}": d["error"] for s in scales for rel, d in results[s].items() if "error" in d}
     return {"summary": C.summary_line(verdicts["tiny"].values()),
             "summary_by_scale": {s: C.summary_line(verdicts[s].values()) for s in scales},
@@ -242,7 +242,7 @@ def markdown(rep: dict[str, Any]) -> str:
         if not sec["published_file"]:
             L += [f"_No `data/published/{sec['source']}.json` yet._", ""]
         for t in sec["tables"]:
-            L += [f"### {t['label']} — {t['caption']}", "", f"Source: {sec['source']} {t['section']}."
+            L += [f"### {t['label']}" + (f" — {t['caption']}" if t["caption"] else ""), "", f"Source: {sec['source']} {t['section']}".rstrip() + "."
                   + (f" Results: `results/{t['result_file']}.json`." if t["result_file"] else "")
                   + (f" Figure: `results/{t['figure']}`." if t["figure"] else ""), ""]
             rows, cols, g = _grid(t["cells"])
@@ -323,7 +323,7 @@ def html_page(rep: dict[str, Any]) -> str:
         P.append(f"<h2 id='{sec['source']}'>{e(sec['title'])}</h2>")
         for t in sec["tables"]:
             anchor = f"{sec['source']}-{t['id']}"
-            P.append(f"<section class='t' id='{e(anchor)}'><h3>{e(t['label'])} — {e(t['caption'])}</h3>")
+            P.append(f"<section class='t' id='{e(anchor)}'><h3>{e(t['label'])}" + (f" — {e(t['caption'])}" if t["caption"] else "") + "</h3>")
             P.append(f"<p class='caption'>Source: {e(sec['source'])} {e(t['section'])}"
                      + (f" · results <code>{e(t['result_file'])}.json</code>" if t["result_file"] else " · <span class='nyr'>not yet run</span>") + "</p>")
             rows, cols, g = _grid(t["cells"])

@@ -101,7 +101,6 @@ def test_index_html_renders_in_headless_chromium(tmp_path: Path) -> None:
     """Screenshot results/index.html (built on temp results) with headless Chromium; a non-trivial PNG means it rendered."""
     _ladder(tmp_path)
     _recipes(tmp_path)
-    figures.render_all(tmp_path)
     compare.main(["--results", str(tmp_path), "--no-readme"])
     shot = tmp_path / "shot.png"
     cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
