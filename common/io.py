@@ -114,7 +114,10 @@ def run_meta(config: dict[str, Any], seed: int, t0: float) -> dict[str, Any]:
 
 
 def save_figure(fig: Any, path_stem: str | Path) -> list[Path]:
-    """Save a matplotlib figure as ``<stem>.png`` and ``<stem>.svg`` atomically; closes the figure."""
+    """Save a matplotlib figure as ``<stem>.png`` and ``<stem>.svg`` atomically; closes the figure.
+
+    Dots in the stem are kept ("fig-9.15" → "fig-9.15.png").
+    """
     import io as _io
 
     import matplotlib.pyplot as plt
@@ -124,6 +127,6 @@ def save_figure(fig: Any, path_stem: str | Path) -> list[Path]:
     for ext in ("png", "svg"):
         buf = _io.BytesIO()
         fig.savefig(buf, format=ext, dpi=130, bbox_inches="tight")
-        out.append(atomic_write_bytes(stem.with_suffix("." + ext), buf.getvalue()))
+        out.append(atomic_write_bytes(stem.parent / f"{stem.name}.{ext}", buf.getvalue()))
     plt.close(fig)
     return out

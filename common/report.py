@@ -43,7 +43,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from common.io import RESULTS, ROOT, atomic_write_json
+from common.io import RESULTS, ROOT, atomic_write_json, save_figure  # noqa: F401  (re-exported for scripts)
 
 SECTIONS = ("post01", "post02", "rank_series")
 SCALES = ("micro", "tiny", "sam3")
@@ -195,24 +195,6 @@ def mark_published(ax: Any, xs: Iterable[Any], ys: Iterable[float | None], label
     x, y = zip(*pts)
     ax.plot(x, y, linestyle="--" if line else "none", marker="o", markerfacecolor="none", markeredgecolor=color,
             color=color, linewidth=1.0, markersize=7, label=label, zorder=3)
-
-
-def save_figure(fig: Any, stem: str | Path) -> list[Path]:
-    """Save ``<stem>.png`` and ``<stem>.svg`` atomically (dots in the stem are kept: 'fig-9.15'); closes ``fig``."""
-    import io as _io
-
-    import matplotlib.pyplot as plt
-
-    from common.io import atomic_write_bytes
-
-    stem = Path(stem)
-    out = []
-    for ext in ("png", "svg"):
-        buf = _io.BytesIO()
-        fig.savefig(buf, format=ext, dpi=130, bbox_inches="tight")
-        out.append(atomic_write_bytes(stem.parent / f"{stem.name}.{ext}", buf.getvalue()))
-    plt.close(fig)
-    return out
 
 
 def figure_for(result_rel: str) -> Callable[[Callable[[dict], Any]], Callable[[dict], Any]]:

@@ -24,7 +24,7 @@ from typing import Any, Callable
 from common import published as pub
 from common import report
 from common.io import RESULTS, ROOT
-from common.report import save_figure
+from common.io import save_figure
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import compare  # noqa: E402  (RECIPE_TABLES, scan)
