@@ -56,7 +56,7 @@ from pycocotools import mask as mask_utils
 
 from common.io import DATA, RESULTS, atomic_write_bytes, atomic_write_json, read_json
 
-GENERATOR_VERSION = 3  # bump when rendering/sampling changes: the cache hash includes it
+GENERATOR_VERSION = 6  # bump when rendering/sampling changes: the cache hash includes it
 IMAGE_SIZE = 112
 SUPERSAMPLE = 2
 
@@ -183,7 +183,7 @@ def _bbox(mask: np.ndarray) -> list[float]:
 
 def _png(img: np.ndarray) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="PNG", compress_level=6)
+    Image.fromarray(img).save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
 
 
@@ -197,14 +197,14 @@ def _downsample(hi: np.ndarray) -> np.ndarray:
 def _grid() -> tuple[np.ndarray, np.ndarray]:
     """Hi-res pixel-centre coordinates in 112-px units."""
     n = IMAGE_SIZE * SUPERSAMPLE
-    c = (np.arange(n) + 0.5) / SUPERSAMPLE
+    c = ((np.arange(n) + 0.5) / SUPERSAMPLE).astype(np.float32)
     return np.meshgrid(c, c)  # X, Y
 
 
 _X, _Y = _grid()
 
 
-_XL, _YL = np.meshgrid(np.arange(IMAGE_SIZE) + 0.5, np.arange(IMAGE_SIZE) + 0.5)
+_XL, _YL = np.meshgrid(np.arange(IMAGE_SIZE, dtype=np.float32) + 0.5, np.arange(IMAGE_SIZE, dtype=np.float32) + 0.5)
 
 
 def _background(rng: np.random.Generator, saturation: float) -> np.ndarray:
@@ -220,7 +220,7 @@ def _background(rng: np.random.Generator, saturation: float) -> np.ndarray:
         fx, fy, ph = rng.uniform(0.02, 0.08), rng.uniform(0.02, 0.08), rng.uniform(0, 6.3)
         blot += np.sin(_XL * fx + ph) * np.cos(_YL * fy + ph) * rng.uniform(4, 14)
     img = base[None, None, :] + (grad + blot)[..., None]
-    img = img + rng.normal(0, 3, img.shape)
+    img = (img + rng.standard_normal(img.shape[:2], dtype=np.float32)[..., None] * 3).astype(np.float32)
     return np.repeat(np.repeat(img, SUPERSAMPLE, axis=0), SUPERSAMPLE, axis=1)
 
 
@@ -299,6 +299,8 @@ def render_watch(rng: np.random.Generator) -> tuple[np.ndarray, dict[str, list[n
     def paint(region: np.ndarray, colour) -> None:
         col = np.broadcast_to(np.asarray(colour, float), img.shape) if np.ndim(colour) <= 1 else colour
         img[region] = col[region]
+
+    paint.canvas = img  # type: ignore[attr-defined]  (lets _blend mix translucent layers)
 
     def add(concept: str, region: np.ndarray, colour=None) -> None:
         if colour is not None:
@@ -488,8 +490,14 @@ def _render_front(w: _Watch, rng, tone, phase, paint, add, spec, chrono: bool) -
         reg = w.r < 0.70
         d = (w.u + w.v) * 0.7 - rng.uniform(-0.4, 0.2)
         glare = (np.abs(d) < 0.14) & reg
-        paint(glare, (225, 232, 245))
+        _blend(paint, glare, (235, 240, 255), 0.3)
         add("crystal", reg)
+
+
+def _blend(paint, region: np.ndarray, colour, alpha: float) -> None:
+    """Translucent layer (the crystal's glare): mix ``colour`` into the canvas over ``region``."""
+    img = paint.canvas
+    img[region] = (1 - alpha) * img[region] + alpha * np.asarray(colour, np.float32)
 
 
 def _render_back(w: _Watch, rng, tone, phase, paint, add, spec) -> None:
@@ -847,11 +855,11 @@ def _group(objs: list) -> dict[tuple[str, str], list[np.ndarray]]:
     return out
 
 
-def _gen_ov_pretrain(root: Path, n: int, seed: int) -> dict:
-    """Base pre-training split: every present category + one negative of each feasible type per image."""
+def _gen_ov_pretrain(root: Path, lo: int, hi: int, seed: int) -> dict:
+    """Base pre-training split (images lo..hi-1): every present category + one negative of each feasible type."""
     doc = _coco_doc("synthetic open-vocab world, pre-training pairs", SACO_CATEGORIES)
     wr = _Writer(root, "ov_pretrain")
-    for i in range(n):
+    for i in range(lo, hi):
         rng = _rng(seed, "ov_pretrain", i)
         img, objs = render_scene(rng, PROFILES["default"])
         if not objs:
@@ -869,11 +877,12 @@ def _gen_ov_pretrain(root: Path, n: int, seed: int) -> dict:
     return doc
 
 
-def _gen_lvis(root: Path, split: str, n: int, seed: int) -> dict:
-    """LVIS-like positive-only split (COCO instances over the 40 categories; ``neg_category_ids`` as LVIS)."""
+def _gen_lvis(root: Path, split: str, lo: int, hi: int, seed: int) -> dict:
+    """LVIS-like positive-only split, images lo..hi-1 (COCO instances over the 40 categories;
+    ``neg_category_ids`` as LVIS has them)."""
     doc = _coco_doc(f"synthetic open-vocab world, LVIS-like {split}", OV_CATEGORIES)
     wr = _Writer(root, split)
-    for i in range(n):
+    for i in range(lo, hi):
         rng = _rng(seed, split, i)
         img, objs = render_scene(rng, PROFILES["default"])
         if not objs:
@@ -925,10 +934,10 @@ def _gen_saco(root: Path, n_per_subset: int, seed: int, hard_share: float = 0.2)
     return docs
 
 
-def _merge_saco(docs: dict[str, dict]) -> dict:
+def _merge_saco(docs: Iterable[dict], description: str = "SA-Co/Gold-like synthetic eval, all 7 subsets") -> dict:
     """One combined SA-Co-style file (pair ids renumbered; each pair keeps its ``subset``)."""
-    out = _coco_doc("SA-Co/Gold-like synthetic eval, all 7 subsets", SACO_CATEGORIES)
-    for doc in docs.values():
+    out = _coco_doc(description, SACO_CATEGORIES)
+    for doc in docs:
         remap = {}
         for im in doc["images"]:
             new = 10_000_000 + len(out["images"])
@@ -957,28 +966,74 @@ def _paths(d: Path) -> dict[str, Path]:
     return out
 
 
-def generate(out_dir: Path, seed: int, sizes: WorldSizes) -> dict[str, Path]:
-    """Generate every split into ``out_dir`` (images + JSON, JSON written atomically); returns the paths."""
+def _concat_coco(docs: list[dict]) -> dict:
+    """Concatenate COCO chunks of one split (image ids are global already; annotation ids renumbered)."""
+    out = {**docs[0], "images": [], "annotations": []}
+    for d in docs:
+        out["images"] += d["images"]
+        out["annotations"] += [{**a, "id": len(out["annotations"]) + k + 1} for k, a in enumerate(d["annotations"])]
+    return out
+
+
+def _job(job: tuple, out_dir: Path, seed: int, sizes: WorldSizes) -> dict[str, dict]:
+    """One independent unit of generation (run in a worker process); returns {split: JSON doc (chunk)}."""
+    kind = job[0]
+    if kind == "watch":
+        rendered: list = []
+        docs = {"watch_train": _gen_watch_coco(out_dir, "watch_train", sizes.watch_train, seed, keep=rendered),
+                "watch_test": _gen_watch_coco(out_dir, "watch_test", sizes.watch_test, seed)}
+        docs["watch_negatives"] = _gen_watch_negatives(out_dir, rendered, sizes.negatives_per_patch, seed)
+        docs["watch_pretrain"] = _gen_watch_pretrain(out_dir, sizes.watch_pretrain, seed)
+        return docs
+    if kind == "ov_pretrain":
+        return {"ov_pretrain": _gen_ov_pretrain(out_dir, job[1], job[2], seed)}
+    if kind in ("lvis_train", "lvis_val"):
+        return {kind: _gen_lvis(out_dir, kind, job[1], job[2], seed)}
+    if kind == "saco":
+        return {f"saco_gold_{s}": d for s, d in _gen_saco(out_dir, sizes.saco_per_subset, seed).items()}
+    raise ValueError(kind)
+
+
+def _chunks(kind: str, n: int, size: int) -> list[tuple]:
+    return [(kind, lo, min(n, lo + size)) for lo in range(0, n, size)] or [(kind, 0, 0)]
+
+
+def generate(out_dir: Path, seed: int, sizes: WorldSizes, workers: int | None = None) -> dict[str, Path]:
+    """Generate every split into ``out_dir`` (images + JSON, JSON written atomically); returns the paths.
+
+    Work is cut into independent jobs (each image has its own seeded generator, so the output does not
+    depend on ``workers``); ``workers`` defaults to min(2, CPUs), env ``WORLDS_WORKERS`` overrides.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    rendered: list = []
-    docs = {"watch_train": _gen_watch_coco(out_dir, "watch_train", sizes.watch_train, seed, keep=rendered),
-            "watch_test": _gen_watch_coco(out_dir, "watch_test", sizes.watch_test, seed)}
-    docs["watch_negatives"] = _gen_watch_negatives(out_dir, rendered, sizes.negatives_per_patch, seed)
-    docs["watch_pretrain"] = _gen_watch_pretrain(out_dir, sizes.watch_pretrain, seed)
-    docs["ov_pretrain"] = _gen_ov_pretrain(out_dir, sizes.ov_pretrain, seed)
-    docs["lvis_train"] = _gen_lvis(out_dir, "lvis_train", sizes.lvis_train, seed)
-    docs["lvis_val"] = _gen_lvis(out_dir, "lvis_val", sizes.lvis_val, seed)
-    saco = _gen_saco(out_dir, sizes.saco_per_subset, seed)
-    docs["saco_gold"] = _merge_saco(saco)
-    docs.update({f"saco_gold_{s}": d for s, d in saco.items()})
+    jobs = [("watch",), ("saco",)] + _chunks("ov_pretrain", sizes.ov_pretrain, 250) \
+        + _chunks("lvis_train", sizes.lvis_train, 300) + _chunks("lvis_val", sizes.lvis_val, 300)
+    if workers is None:  # a pool only pays off for real sizes
+        big = sum(asdict(sizes).values()) > 200
+        workers = int(os.environ.get("WORLDS_WORKERS", min(2, os.cpu_count() or 1))) if big else 1
+    if workers > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers) as ex:
+            results = list(ex.map(_job, jobs, [out_dir] * len(jobs), [seed] * len(jobs), [sizes] * len(jobs)))
+    else:
+        results = [_job(j, out_dir, seed, sizes) for j in jobs]
+    parts: dict[str, list[dict]] = {}
+    for r in results:
+        for k, d in r.items():
+            parts.setdefault(k, []).append(d)
+    docs = {k: v[0] for k, v in parts.items() if len(v) == 1}
+    docs["ov_pretrain"] = _merge_saco(parts["ov_pretrain"], parts["ov_pretrain"][0]["info"]["description"])
+    for k in ("lvis_train", "lvis_val"):
+        docs[k] = _concat_coco(parts[k])
+    docs["saco_gold"] = _merge_saco([docs[f"saco_gold_{s}"] for s in SACO_SUBSETS])
     paths = _paths(out_dir)
     for name, doc in docs.items():
         atomic_write_json(paths[name], doc)
     atomic_write_json(out_dir / "manifest.json", {
         "config_hash": config_hash(seed, sizes), "seed": seed, "sizes": asdict(sizes),
         "generator_version": GENERATOR_VERSION, "files": {k: p.name for k, p in paths.items()},
-        "generation_wall_s": round(time.time() - t0, 2)})
+        "generation_wall_s": round(time.time() - t0, 2), "workers": workers})
     return paths
 
 
