@@ -37,3 +37,14 @@ compare: $(VENV) ## published vs reproduced + claim verdicts: results/COMPARISON
 
 figures: $(VENV) ## redraw every figure from the results JSON (no training): results/<section>/fig-*.png|svg
 	$(PY) scripts/figures.py
+
+.PHONY: rank-series
+rank-series: $(VENV) ## rank series papers 81-88 (SCALE=tiny default; runs cached in data/cache/rank_series)
+	$(PY) rank_series/paper86_true_gradient_er.py --scale $(SCALE)
+	$(PY) rank_series/paper87_svd_coverage.py --scale $(SCALE)
+	$(PY) rank_series/paper83_projected_gradient_er.py --scale $(SCALE)
+	$(PY) rank_series/paper82_k_budget.py --scale $(SCALE)
+	$(PY) rank_series/paper81_k_schedules.py --scale $(SCALE)
+	$(PY) rank_series/paper84_adaptive_k.py --scale $(SCALE)
+	$(PY) rank_series/paper85_bottom_k64.py --scale $(SCALE)
+	$(PY) rank_series/paper88_er_matched_schedule.py --scale $(SCALE)
