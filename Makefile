@@ -8,7 +8,7 @@ export PYTHONPATH := $(CURDIR)
 export TOKENIZERS_PARALLELISM := false
 export HF_HUB_OFFLINE := 1
 
-.PHONY: help setup test worlds base bench
+.PHONY: help setup test worlds base bench recipes eval
 
 help:
 	@grep -E '^[a-zA-Z0-9_.-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -30,6 +30,15 @@ worlds: $(VENV) ## generate the synthetic worlds into data/worlds/ (cached) and 
 
 bench: $(VENV) ## benchmark: params and s/step of the tiny model
 	$(PY) scripts/bench_model.py
+
+base: $(VENV) ## regenerate the committed tiny base checkpoint (pre-training, ≈1 h CPU)
+	$(PY) scripts/make_base.py --scale $(SCALE)
+
+recipes: $(VENV) ## train every Post 01 / Post 02 recipe (cached by config hash)
+	$(PY) scripts/eval_recipes.py --scale $(SCALE) --train-only
+
+eval: $(VENV) ## score base + every recipe on watch / SA-Co-like / LVIS-like: results/recipes.{json,md}
+	$(PY) scripts/eval_recipes.py --scale $(SCALE)
 
 .PHONY: compare figures
 compare: $(VENV) ## published vs reproduced + claim verdicts: results/COMPARISON.md, comparison.json, index.html, README status

@@ -43,7 +43,7 @@ def predict(model: torch.nn.Module, ds: PairDataset, tokenizer, image_size: int,
     model.eval()
     groups: dict[str, list[Pair]] = defaultdict(list)
     for p in (pairs if pairs is not None else list(ds)):
-        groups[p.file_name].append(p)
+        groups[str(p.path)].append(p)
     keys = sorted(groups)
     out: list[Prediction] = []
     for b in range(0, len(keys), images_per_batch):

@@ -196,7 +196,7 @@ def to_pixels(images: Sequence[np.ndarray], size: int) -> torch.Tensor:
     for im in images:
         if im.ndim != 3 or im.shape[2] != 3 or im.dtype != np.uint8:
             raise ValueError(f"expected uint8 HxWx3 image, got dtype {im.dtype} shape {im.shape}")
-        t = torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1).float().div_(255.0)
+        t = torch.from_numpy(np.array(im, copy=True)).permute(2, 0, 1).float().div_(255.0)
         if t.shape[1] != size or t.shape[2] != size:
             t = torch.nn.functional.interpolate(t[None], size=(size, size), mode="bilinear", align_corners=False,
                                                 antialias=True)[0]

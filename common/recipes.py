@@ -242,8 +242,11 @@ def base_state(scale: str, train_if_missing: bool = True) -> tuple[dict[str, tor
     return load_state(full), str(full)
 
 
-def train(name: str, scale: str, progress: bool = True, force: bool = False):
-    """Train recipe ``name`` at ``scale`` (or reuse its finished run); returns the RunResult."""
+def train(name: str, scale: str, progress: bool = True, force: bool = False, extra_loss=None):
+    """Train recipe ``name`` at ``scale`` (or reuse its finished run); returns the RunResult.
+
+    ``extra_loss(model)`` adds a regulariser to every step (see ``common.train.train_loop``).
+    """
     from common.data import load_pairs
     from common.train import RunResult, StreamSampler, read_log, train_loop
     from common.worlds import ensure_worlds, worlds_hash
@@ -272,7 +275,7 @@ def train(name: str, scale: str, progress: bool = True, force: bool = False):
                                           "worlds_hash": worlds_hash(scale), "run_dir": str(d)})
     trainable = trainable_params(model, recipe)
     result = train_loop(model, trainable, streams, tok, recipe, d, mask_size(scale), SPECS[scale].image_size,
-                        progress=progress)
+                        progress=progress, extra_loss=extra_loss)
     if name == "base_pretrain":
         from common.model import save_model
 

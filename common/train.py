@@ -101,19 +101,17 @@ class StreamSampler:
 def stream_for_step(step: int, everys: Sequence[int]) -> tuple[int, int]:
     """Which stream supplies (1-based) ``step`` and how many batches it supplied before.
 
-    Stream 0 is primary; stream j ≥ 1 with cadence N_j supplies step s when (s − j) mod N_j == 0
-    (offset j, so two secondary streams at the same cadence never collide).
+    Stream 0 is primary; stream j ≥ 1 with cadence N_j supplies step s when (s + j − 1) mod N_j == 0,
+    i.e. the last step of each window of N_j (stream 1 at 10, 20, …; stream 2 at 9, 19, …), so two
+    secondary streams at the same cadence never collide and every run starts on the primary stream.
     """
-    def fires(j: int, s: int) -> bool:
-        return s >= j and (s - j) % everys[j] == 0
-
     def served(j: int, upto: int) -> int:  # batches stream j supplied in steps 1..upto
         if j == 0:
             return upto - sum(served(i, upto) for i in range(1, len(everys)))
-        return 0 if upto < j else (upto - j) // everys[j] + 1
+        return (upto + j - 1) // everys[j]
 
     for j in range(1, len(everys)):
-        if fires(j, step):
+        if (step + j - 1) % everys[j] == 0:
             return j, served(j, step - 1)
     return 0, served(0, step - 1)
 
@@ -252,11 +250,11 @@ def train_loop(model: torch.nn.Module, trainable: dict[str, torch.nn.Parameter],
                 terms["extra"] = extra
                 loss = loss + extra
             if not torch.isfinite(loss):
-                bad = {k: float(v) for k, v in terms.items()}
+                bad = {k: float(v.detach()) for k, v in terms.items()}
                 raise FloatingPointError(f"{recipe.name}: non-finite loss at step {step} (stream {name}): {bad}")
             (loss / recipe.grad_accum).backward()
             for k, v in terms.items():
-                agg[k] = agg.get(k, 0.0) + float(v) / recipe.grad_accum
+                agg[k] = agg.get(k, 0.0) + float(v.detach()) / recipe.grad_accum
             agg["stream_" + name] = agg.get("stream_" + name, 0.0) + 1
         if recipe.clip:
             torch.nn.utils.clip_grad_norm_(list(trainable.values()), recipe.clip)

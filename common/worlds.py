@@ -956,6 +956,18 @@ def config_hash(seed: int, sizes: WorldSizes) -> str:
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
+def worlds_hash(scale: str = "tiny", seed: int = 0) -> str:
+    """Config hash of the worlds of ``scale`` (training runs include it in their own hash)."""
+    if scale not in SCALES:
+        raise ValueError(f"no worlds for scale {scale!r}; known: {sorted(SCALES)}")
+    return config_hash(seed, SCALES[scale])
+
+
+def vocabulary_phrases() -> list[str]:
+    """Every phrase of both worlds: the 37 watch concepts and the 40 open-vocab category phrases."""
+    return list(WATCH_CONCEPTS) + [ov_phrase(c, p) for c, p in ov_categories()]
+
+
 def _split_files() -> list[str]:
     return [f"{s}.json" for s in SPLITS] + [f"saco_gold_{s}.json" for s in SACO_SUBSETS]
 

@@ -1,0 +1,74 @@
+"""`make recipes` / `make eval`: train (cached) and score base + the Post 01 and Post 02 recipes.
+
+Writes results/recipes.json (the one file later tables read: per recipe, watch / saco / lvis
+scores with per-task values) and results/recipes.md (the headline table), and shows the posts'
+headline phenomenon: after ``frozen_te`` watch IoU rises, SA-Co-like neg_correct collapses from
+base, and LVIS-like positive mIoU stays within a few points of base (Post 01 Table 9.2, Post 02 §1).
+
+Usage: python scripts/eval_recipes.py [--scale tiny] [--recipes a,b,...] [--train-only]
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from common import recipes
+from common.evaluate import evaluate_model
+from common.io import RESULTS, atomic_write_json, atomic_write_text, read_json, run_meta
+
+DEFAULT = ("base",) + recipes.POST01 + recipes.POST02
+
+
+def headline_rows(scores: dict[str, dict]) -> list[dict]:
+    """One row per recipe: watch IoU/Dice, SA-Co neg_correct/cgF1/IL_MCC/pmF1/pos_mean_IoU, LVIS mIoU/pmF1."""
+    rows = []
+    for name, s in scores.items():
+        w, sa, lv = s.get("watch", {}), s.get("saco", {}), s.get("lvis", {})
+        rows.append({"recipe": name, "watch_iou": w.get("iou"), "watch_dice": w.get("dice"),
+                     "saco_neg_correct": sa.get("neg_correct"), "saco_cgF1": sa.get("cgF1"),
+                     "saco_IL_MCC": sa.get("IL_MCC"), "saco_pmF1": sa.get("pmF1"),
+                     "saco_pos_mean_IoU": sa.get("pos_mean_IoU"), "lvis_mIoU": lv.get("mIoU"), "lvis_pmF1": lv.get("pmF1"),
+                     "train_wall_s": s.get("train", {}).get("train_wall_s"), "steps": s.get("train", {}).get("steps")})
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    import pandas as pd
+
+    df = pd.DataFrame(rows).set_index("recipe")
+    return df.to_markdown(floatfmt=".3f") + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scale", default="tiny", choices=("micro", "tiny"))
+    ap.add_argument("--recipes", default=",".join(DEFAULT))
+    ap.add_argument("--train-only", action="store_true")
+    ap.add_argument("--out", default=None, help="output JSON (default results/recipes.json; micro: results/micro/)")
+    args = ap.parse_args()
+    t0 = time.time()
+    names = [n for n in args.recipes.split(",") if n]
+    out = Path(args.out) if args.out else (RESULTS / "recipes.json" if args.scale == "tiny" else RESULTS / "micro" / "recipes.json")
+    prior = read_json(out)["recipes"] if out.exists() else {}
+    scores = dict(prior)
+    for name in names:
+        t = time.time()
+        run = None if name == "base" else recipes.train(name, args.scale)
+        if args.train_only:
+            continue
+        model = recipes.load_model(name, args.scale)
+        s = evaluate_model(model, args.scale)
+        s["train"] = run.summary if run else {}
+        s["eval_wall_s"] = round(time.time() - t, 1)
+        scores[name] = s
+        print(name, {k: round(v, 3) if isinstance(v, float) else v for k, v in headline_rows({name: s})[0].items()})
+        atomic_write_json(out, {"meta": run_meta(vars(args), 0, t0), "scale": args.scale, "recipes": scores})
+    if args.train_only:
+        return
+    rows = headline_rows(scores)
+    atomic_write_text(out.with_suffix(".md"), f"# Recipes at {args.scale} scale\n\n" + markdown(rows))
+
+
+if __name__ == "__main__":
+    main()

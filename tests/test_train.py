@@ -1,0 +1,80 @@
+"""Training engine at micro scale: two recipes train and evaluate; resume equals an uninterrupted run;
+frozen tensors stay byte-identical; NaN losses stop the run; the committed base matches the code."""
+import hashlib
+
+import pytest
+import torch
+
+from common import recipes
+from common.evaluate import evaluate_model
+from common.io import read_json
+from common.model import load_state
+
+
+@pytest.fixture(autouse=True)
+def runs_in_tmp(tmp_path, monkeypatch):
+    monkeypatch.setattr(recipes, "RUNS", tmp_path / "runs")
+
+
+def _digest(t: torch.Tensor) -> str:
+    return hashlib.sha256(t.detach().contiguous().numpy().tobytes()).hexdigest()
+
+
+def test_two_recipes_train_and_evaluate():
+    for name in ("frozen_te", "lvis_replay_neg"):
+        run = recipes.train(name, "micro", progress=False)
+        assert run.summary["steps"] == 3 and len(run.log) == 3
+        assert all(r["loss_per_sample"] > 0 for r in run.log)
+        assert all(r["loss_scaled"] == pytest.approx(r["loss_per_sample"] * 2.0) for r in run.log)  # √4 images
+    scores = evaluate_model(recipes.load_model("frozen_te", "micro"), "micro")
+    assert set(scores) == {"watch", "saco", "lvis"}
+    assert 0.0 <= scores["watch"]["iou"] <= 1.0 and len(scores["watch"]["per_task_iou"]) == scores["watch"]["n_tasks"]
+    assert 0.0 <= scores["saco"]["neg_correct"] <= 1.0
+
+
+def test_frozen_tensors_are_byte_identical_to_base():
+    base = recipes.load_model("base", "micro")
+    before = {n: _digest(p) for n, p in base.named_parameters()}
+    recipes.train("fusion_only", "micro", progress=False)
+    tuned = recipes.load_model("fusion_only", "micro")
+    changed = {n for n, p in tuned.named_parameters() if _digest(p) != before[n]}
+    assert changed, "fusion_only trained nothing"
+    assert all(n.startswith(tuple(f"detr_encoder.layers.{i}." for i in range(5))) for n in changed)
+
+
+def test_resume_matches_uninterrupted_run(tmp_path, monkeypatch):
+    ref = recipes.train("frozen_te", "micro", progress=False)
+    ref_state = load_state(ref.final)
+    monkeypatch.setattr(recipes, "RUNS", tmp_path / "runs2")
+    calls = {"n": 0}
+
+    def crash_at_third_step(model):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("simulated stop")
+        return torch.zeros(())
+
+    with pytest.raises(KeyboardInterrupt):
+        recipes.train("frozen_te", "micro", progress=False, extra_loss=crash_at_third_step)
+    d = recipes.run_dir("frozen_te", "micro")
+    assert (d / "resume.safetensors").exists() and not (d / "done.json").exists()
+    resumed = recipes.train("frozen_te", "micro", progress=False)
+    assert [r["step"] for r in resumed.log] == [1, 2, 3]
+    for k, v in load_state(resumed.final).items():
+        torch.testing.assert_close(v, ref_state[k], rtol=0, atol=1e-6, msg=k)
+
+
+def test_nan_loss_stops_with_a_clear_message():
+    with pytest.raises(FloatingPointError, match="non-finite loss at step 1"):
+        recipes.train("frozen_te", "micro", progress=False, extra_loss=lambda m: torch.tensor(float("nan")))
+
+
+def test_committed_base_manifest_matches_the_code():
+    if not recipes.BASE_MANIFEST.exists():
+        pytest.skip("no committed tiny base yet")
+    from common.worlds import worlds_hash
+
+    manifest = read_json(recipes.BASE_MANIFEST)
+    assert manifest["config_hash"] == recipes.base_hash("tiny", worlds_hash("tiny")), \
+        "the committed base checkpoint was made by another config: run `make base`"
+    assert recipes.BASE_CHECKPOINT.exists()
