@@ -143,3 +143,27 @@ def evaluate_model(model: torch.nn.Module, scale: str, suites: Sequence[str] = t
             pairs = [pairs[i] for i in sorted(keep)]
         out[name] = scorer(ds, predict(model, ds, tok, SPECS[scale].image_size, pairs))
     return out
+
+
+def evaluate_run(name, scale: str, suites: Sequence[str] = tuple(SUITES), step: int | None = None,
+                 force: bool = False) -> dict:
+    """Scores of recipe ``name`` (a name, a Recipe, or "base") — trained if needed — cached beside the run.
+
+    The cache file is ``<run dir>/eval-<step|final>-<suites>.json`` (the base model's lives in
+    ``data/runs/<scale>/base-<hash>/``), so every table that needs a run's scores computes them once.
+    """
+    from common import recipes
+    from common.io import atomic_write_json, read_json
+    from common.worlds import worlds_hash
+
+    if name == "base":
+        d = recipes.RUNS / scale / f"base-{recipes.base_hash(scale, worlds_hash(scale))}"
+    else:
+        recipes.train(name, scale)
+        d = recipes.run_dir(name, scale)
+    path = d / f"eval-{'final' if step is None else step}-{'-'.join(suites)}.json"
+    if path.exists() and not force:
+        return read_json(path)
+    scores = evaluate_model(recipes.load_model(name, scale, step=step), scale, suites)
+    atomic_write_json(path, scores)
+    return scores

@@ -42,6 +42,29 @@ class StreamSpec:
 
 
 @dataclass(frozen=True)
+class AdapterSpec:
+    """A LoRA / AdaLoRA adapter on the Linear layers under ``targets`` (Post 01 §9–§12).
+
+    ``rank``/``alpha`` are uniform; ``ranks`` (name → r pairs) overrides them per tensor (the §12
+    MP-rank prescription; α then follows ``alpha_rule(r, boost)``). ``scaling``: "standard" α/r or "rslora" α/√r.
+    AdaLoRA: ``init`` "paper" (P, Q orthogonal, λ = 0) or "lora" (the posts' fix: P = 0, λ Kaiming,
+    Q orthogonal), with ``l1`` and ``orth`` penalty weights.
+    """
+
+    kind: str = "lora"
+    targets: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    rank: int = 8
+    alpha: float | None = None
+    scaling: str = "standard"
+    ranks: tuple[tuple[str, int], ...] = ()
+    boost: float = 4.0
+    init: str = "lora"
+    l1: float = 0.0
+    orth: float = 0.0
+
+
+@dataclass(frozen=True)
 class Recipe:
     """A complete, hashable description of one training run."""
 
@@ -49,6 +72,7 @@ class Recipe:
     init: str  # "scratch", "base", or another recipe's name
     streams: tuple[StreamSpec, ...]
     trainable: tuple[str, ...] | None = None  # parameter-name prefixes; None = every parameter
+    adapter: AdapterSpec | None = None  # LoRA/AdaLoRA: only adapter tensors train
     frozen: tuple[str, ...] = ()  # prefixes removed from ``trainable``
     epochs: float | None = None  # passes over the primary stream's visits (sets ``steps`` if given)
     steps: int | None = None
@@ -76,15 +100,22 @@ class Recipe:
         return self.p_hard_start + (self.p_hard_end - self.p_hard_start) * min(step / max(total, 1), 1.0)
 
     def to_dict(self) -> dict:
+        """The hashed description: every field but ``scale_steps``; ``None``-valued optional fields are
+        dropped so that adding a new optional field does not invalidate finished runs."""
         d = dataclasses.asdict(self)
         d.pop("scale_steps")
-        return d
+        return {k: v for k, v in d.items() if v is not None or k in ("trainable", "epochs", "steps")}
 
 
 # --------------------------------------------------------------------------- the registry
 T, V, F, D = MODULES["T"], MODULES["V"], MODULES["F"], MODULES["D"]
-WATCH = StreamSpec("watch_train", images=4, pos=4)
-FT = dict(init="base", epochs=3.0, lr=1e-4, schedule=Schedule("warmup_cosine", warmup=20))
+# Post 01 §9: full recipes ran at per-GPU batch 1 with gradient accumulation, LoRA at per-GPU batch 16;
+# the trainer's loss is ×√(per-device batch). We keep that contrast: 1 image × 4 accumulation vs 4 images.
+WATCH = StreamSpec("watch_train", images=1, pos=4)
+WATCH_LORA = StreamSpec("watch_train", images=4, pos=4)
+FT = dict(init="base", epochs=3.0, lr=1e-4, grad_accum=4, schedule=Schedule("warmup_cosine", warmup=20))
+LORA_FT = dict(init="base", epochs=3.0, lr=1e-4, schedule=Schedule("warmup_cosine", warmup=20))
+FUSION04 = fusion_layer_prefixes(range(5))
 
 RECIPES: dict[str, Recipe] = {}
 
@@ -115,20 +146,63 @@ register(Recipe(name="frozen_te", streams=(WATCH,), frozen=T, **FT))
 register(Recipe(name="fusion_only", streams=(WATCH,), trainable=fusion_layer_prefixes(range(5)), **FT))
 
 # Post 02 §2–§3: replay during the fine-tune, and post-hoc recovery.
-register(Recipe(name="lvis_replay", streams=(WATCH, StreamSpec("lvis_train", every=10, pos=2)), frozen=T, **FT))
-register(Recipe(name="lvis_replay_n100", streams=(WATCH, StreamSpec("lvis_train", every=100, pos=2)), frozen=T, **FT))
+register(Recipe(name="lvis_replay", streams=(WATCH, StreamSpec("lvis_train", every=10, images=1, pos=2)), frozen=T, **FT))
+register(Recipe(name="lvis_replay_n100", streams=(WATCH, StreamSpec("lvis_train", every=100, images=1, pos=2)), frozen=T,
+                **FT))
 register(Recipe(name="lvis_replay_neg", frozen=T, streams=(
-    WATCH, StreamSpec("lvis_train", every=10, pos=2), StreamSpec("watch_negatives", every=10, pos=0, neg=4)), **FT))
+    WATCH, StreamSpec("lvis_train", every=10, images=1, pos=2),
+    StreamSpec("watch_negatives", every=10, images=1, pos=0, neg=4)), **FT))
 RECOVERY_STEPS = 400  # the post's 2000 steps, scaled to tiny; checkpoints keep the post's fractions
 register(Recipe(
     name="recovery_frozen_te_boost", init="frozen_te", frozen=T,
-    streams=(StreamSpec("lvis_train", pos=2), StreamSpec("watch_train", every=10, pos=4)),
-    steps=RECOVERY_STEPS, lr=2e-5, schedule=match_then_boost(RECOVERY_STEPS),
+    streams=(StreamSpec("lvis_train", images=1, pos=2), StreamSpec("watch_train", every=10, images=1, pos=4)),
+    steps=RECOVERY_STEPS, lr=2e-5, grad_accum=4, schedule=match_then_boost(RECOVERY_STEPS),
     checkpoints=tuple(round(s * RECOVERY_STEPS / 2000) for s in (50, 100, 200, 400, 800, 1200, 1600, 2000)),
     scale_steps={"micro": 4},
 ))
 
+
+def lora_recipe(name: str, rank: int, alpha: float, lr_mult: float = 1.0, **adapter) -> Recipe:
+    """LoRA on F[0..4] (attention + FFN Linear layers), vision/text/F[5]/decoder/heads frozen (Post 01 §9–§10)."""
+    return Recipe(name=name, streams=(WATCH_LORA,), adapter=AdapterSpec(targets=FUSION04, rank=rank, alpha=alpha, **adapter),
+                  **{**LORA_FT, "lr": LORA_FT["lr"] * lr_mult})
+
+
+# Table 9.2 / 9.4 / 9.6: standard α = r at four ranks; Table 9.9–9.11: rsLoRA-boosted α = c·√r (c ≈ 7.95, Table 9.7);
+# Table 9.15: the r = 8 α ladder; Table 9.21: LR-boost (α = 8, LR × k) against α-boost (α = 8k).
+LORA_RANKS = (8, 16, 32, 48)
+RSLORA_ALPHA = {8: 22, 16: 32, 32: 45, 48: 55}
+ALPHA_LADDER = (16, 22, 40, 64, 96, 128, 160)
+LR_BOOSTS = (8, 12, 16)
+
+
+def lora_name(rank: int, alpha: float, lr_mult: float = 1.0) -> str:
+    return f"lora_r{rank}_a{alpha:g}" + (f"_lr{lr_mult:g}x" if lr_mult != 1 else "")
+
+
+for _r in LORA_RANKS:
+    register(lora_recipe(lora_name(_r, _r), _r, _r))
+    if _r != 8:
+        register(lora_recipe(lora_name(_r, RSLORA_ALPHA[_r]), _r, RSLORA_ALPHA[_r]))
+for _a in ALPHA_LADDER:
+    register(lora_recipe(lora_name(8, _a), 8, _a))
+for _k in LR_BOOSTS:
+    register(lora_recipe(lora_name(8, 8, _k), 8, 8, lr_mult=_k))
+# Table 9.19: AdaLoRA at the full-model spec with both inits (r = 8 uniform here; L1 on λ + orthogonality).
+ALL_LINEAR_BUT_TE = ("vision_encoder.", "detr_encoder.", "detr_decoder.", "geometry_encoder.", "mask_decoder.",
+                     "dot_product_scoring.", "text_projection.")
+for _init in ("paper", "lora"):
+    register(Recipe(name=f"adalora_{_init}_init", streams=(WATCH_LORA,), checkpoints=(), **LORA_FT,
+                    adapter=AdapterSpec(kind="adalora", targets=ALL_LINEAR_BUT_TE, rank=8, alpha=8, init=_init,
+                                        l1=1e-4, orth=1e-3)))
+# Tables 9.12 / 9.13: full-model LoRA from the per-tensor MP-rank prescription (ranks filled in by the
+# script that reads the frozen-TE trajectory: ``with_ranks``), α = boost·max(4r, ⌈22√r⌉), boost 4 and 2.
+for _b in (4, 2):
+    register(Recipe(name=f"lora_mp_{_b}x", streams=(WATCH_LORA,), **LORA_FT,
+                    adapter=AdapterSpec(targets=ALL_LINEAR_BUT_TE, boost=float(_b))))
+
 POST01 = ("all_trainable", "frozen_te", "fusion_only")
+POST01_LORA = tuple(lora_name(r, r) for r in LORA_RANKS)
 POST02 = ("lvis_replay", "lvis_replay_n100", "lvis_replay_neg", "recovery_frozen_te_boost")
 
 
@@ -147,6 +221,11 @@ def mask_size(scale: str) -> int:
 
 def trainable_params(model: torch.nn.Module, recipe: Recipe) -> dict[str, torch.nn.Parameter]:
     """The recipe's trainable parameters (requires_grad set accordingly on every parameter)."""
+    if recipe.adapter is not None:  # adapters were applied: exactly their tensors train
+        out = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        if not out:
+            raise ValueError(f"recipe {recipe.name}: adapter has no trainable tensors")
+        return out
     out = {}
     for n, p in model.named_parameters():
         on = (recipe.trainable is None or n.startswith(recipe.trainable)) and not (recipe.frozen and n.startswith(recipe.frozen))
@@ -158,11 +237,49 @@ def trainable_params(model: torch.nn.Module, recipe: Recipe) -> dict[str, torch.
     return out
 
 
-def resolve(name: str, scale: str) -> Recipe:
-    """The registered recipe with scale-specific step counts."""
-    if name not in RECIPES:
-        raise KeyError(f"unknown recipe {name!r}; known: {sorted(RECIPES)}")
+def with_ranks(name: str, ranks: dict[str, int]) -> Recipe:
+    """A registered adapter recipe with a per-tensor rank prescription filled in (hash includes it)."""
     r = RECIPES[name]
+    return replace(r, adapter=replace(r.adapter, ranks=tuple(sorted((k, int(v)) for k, v in ranks.items()))))
+
+
+def apply_adapter(model: torch.nn.Module, spec: AdapterSpec) -> torch.nn.Module:
+    """Put the recipe's LoRA/AdaLoRA adapters on ``model`` (fresh init; every other tensor frozen)."""
+    from common import lora
+
+    if spec.ranks:
+        ranks = dict(spec.ranks)
+        if spec.kind != "lora":
+            raise ValueError("per-tensor rank prescriptions are for LoRA")
+        return lora.add_lora(model, lora.prescription_spec(ranks, boost=spec.boost, scaling=spec.scaling))
+    targets = lora.linear_names(model, include=list(spec.targets), exclude=list(spec.exclude))
+    if spec.kind == "lora":
+        return lora.add_lora(model, lora.make_spec(targets, spec.rank, spec.alpha, scaling=spec.scaling))
+    if spec.kind == "adalora":
+        return lora.add_adalora(model, targets, spec.rank, spec.alpha, init=spec.init)
+    raise ValueError(f"unknown adapter kind {spec.kind!r}")
+
+
+def adapter_loss(spec: AdapterSpec):
+    """AdaLoRA's regulariser (L1 on λ + orthogonality) as an ``extra_loss`` callable, or None."""
+    if spec is None or spec.kind != "adalora" or not (spec.l1 or spec.orth):
+        return None
+    from common.lora import adalora_penalties
+
+    def loss(model):
+        l1, orth = adalora_penalties(model)
+        return spec.l1 * l1 + spec.orth * orth
+    return loss
+
+
+def resolve(name: str | Recipe, scale: str) -> Recipe:
+    """The registered recipe (or a given Recipe) with scale-specific step counts."""
+    if isinstance(name, Recipe):
+        r = name
+    elif name not in RECIPES:
+        raise KeyError(f"unknown recipe {name!r}; known: {sorted(RECIPES)}")
+    else:
+        r = RECIPES[name]
     if scale in r.scale_steps:
         r = replace(r, steps=r.scale_steps[scale], epochs=None,
                     checkpoints=tuple(c for c in r.checkpoints if c <= r.scale_steps[scale]))
@@ -190,36 +307,55 @@ def base_hash(scale: str, worlds_hash: str) -> str:
     return run_hash(resolve("base_pretrain", scale), scale, worlds_hash)
 
 
-def run_dir(name: str, scale: str) -> Path:
+def run_dir(name: str | Recipe, scale: str) -> Path:
     from common.worlds import worlds_hash
 
     r = resolve(name, scale)
-    return RUNS / scale / f"{name}-{run_hash(r, scale, worlds_hash(scale))}"
+    return RUNS / scale / f"{r.name}-{run_hash(r, scale, worlds_hash(scale))}"
 
 
-def load_model(name: str, scale: str, train_if_missing: bool = True) -> torch.nn.Module:
-    """A model in the state recipe ``name`` leaves it (``base`` = the base model), in eval mode."""
+def load_model(name: str | Recipe, scale: str, train_if_missing: bool = True, merge: bool = True,
+               step: int | None = None) -> torch.nn.Module:
+    """A model in the state recipe ``name`` leaves it (``base`` = the base model), in eval mode.
+
+    Adapter recipes come back merged into plain weights (``merge=False`` keeps the adapter modules,
+    e.g. to read ``common.lora.lora_deltas``). ``step`` loads a saved intermediate checkpoint instead.
+    """
     tok = tokenizer_for(scale)
     model = build_model(scale, len(tok), seed=0)
-    _apply_init(model, name, scale, train_if_missing)
+    model = _apply_init(model, name, scale, train_if_missing, step=step)
+    if merge and isinstance(name, (str, Recipe)) and name not in ("base", "scratch") and resolve(name, scale).adapter:
+        from common.lora import adalora_layers, merge_lora
+
+        if adalora_layers(model) or any("lora_" in n for n, _ in model.named_parameters()):
+            model = merge_lora(model)
     return model.eval()
 
 
-def _apply_init(model: torch.nn.Module, name: str, scale: str, train_if_missing: bool) -> None:
+def _apply_init(model: torch.nn.Module, name: str | Recipe, scale: str, train_if_missing: bool,
+                step: int | None = None) -> torch.nn.Module:
     if name == "scratch":
-        return
+        return model
     if name == "base":
         state, source = base_state(scale, train_if_missing)
         load_into(model, {k: v.float() for k, v in state.items()}, source=source)
-        return
-    _apply_init(model, resolve(name, scale).init, scale, train_if_missing)
-    d = run_dir(name, scale)
-    final = d / "final.safetensors"
-    if not final.exists():
-        if not train_if_missing:
-            raise FileNotFoundError(f"recipe {name} has no finished run at {d} (run `make recipes`)")
-        train(name, scale)
-    load_into(model, load_state(final), source=str(final), strict=False)
+        return model
+    recipe = resolve(name, scale)
+    model = _apply_init(model, recipe.init, scale, train_if_missing)
+    d = run_dir(recipe, scale)
+    ckpt = d / ("final.safetensors" if step is None else f"step-{step}.safetensors")
+    if not ckpt.exists():
+        if step is not None or not train_if_missing:
+            raise FileNotFoundError(f"recipe {recipe.name} has no checkpoint {ckpt.name} at {d} (run `make recipes`)")
+        train(recipe, scale)
+    if recipe.adapter is not None:
+        from common.lora import merge_lora
+
+        if any("lora_" in n for n, _ in model.named_parameters()):  # an adapter init chain: fold it in first
+            model = merge_lora(model)
+        model = apply_adapter(model, recipe.adapter)
+    load_into(model, load_state(ckpt), source=str(ckpt), strict=False)
+    return model
 
 
 def base_state(scale: str, train_if_missing: bool = True) -> tuple[dict[str, torch.Tensor], str]:
@@ -242,7 +378,7 @@ def base_state(scale: str, train_if_missing: bool = True) -> tuple[dict[str, tor
     return load_state(full), str(full)
 
 
-def train(name: str, scale: str, progress: bool = True, force: bool = False, extra_loss=None):
+def train(name: str | Recipe, scale: str, progress: bool = True, force: bool = False, extra_loss=None):
     """Train recipe ``name`` at ``scale`` (or reuse its finished run); returns the RunResult.
 
     ``extra_loss(model)`` adds a regulariser to every step (see ``common.train.train_loop``).
@@ -252,18 +388,22 @@ def train(name: str, scale: str, progress: bool = True, force: bool = False, ext
     from common.worlds import ensure_worlds, worlds_hash
 
     recipe = resolve(name, scale)
-    d = run_dir(name, scale)
+    d = run_dir(recipe, scale)
     done = d / "done.json"
     if done.exists() and not force:
         return RunResult(d, d / "final.safetensors", read_log(d / "log.jsonl"), read_json(done))
     paths = ensure_worlds(scale=scale)
     tok = tokenizer_for(scale)
     model = build_model(scale, len(tok), seed=recipe.seed)
-    _apply_init(model, recipe.init, scale, train_if_missing=True)
+    model = _apply_init(model, recipe.init, scale, train_if_missing=True)
+    if recipe.adapter is not None:
+        torch.manual_seed(recipe.seed)
+        model = apply_adapter(model, recipe.adapter)
+        extra_loss = extra_loss or adapter_loss(recipe.adapter)
     streams = []
     for j, s in enumerate(recipe.streams):
         if s.split not in paths:
-            raise KeyError(f"recipe {name}: stream split {s.split!r} not among the worlds' splits {sorted(paths)}")
+            raise KeyError(f"recipe {recipe.name}: stream split {s.split!r} not among the worlds' splits {sorted(paths)}")
         sampler = StreamSampler(load_pairs(paths[s.split]), s.pos, s.neg, seed=recipe.seed * 1000 + j,
                                 hard_types=s.hard_types)
         streams.append((sampler, s.every, s.images, s.split))
@@ -276,7 +416,7 @@ def train(name: str, scale: str, progress: bool = True, force: bool = False, ext
     trainable = trainable_params(model, recipe)
     result = train_loop(model, trainable, streams, tok, recipe, d, mask_size(scale), SPECS[scale].image_size,
                         progress=progress, extra_loss=extra_loss)
-    if name == "base_pretrain":
+    if recipe.name == "base_pretrain":
         from common.model import save_model
 
         save_model(model, d / "full.safetensors")
