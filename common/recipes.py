@@ -83,6 +83,7 @@ class Recipe:
     clip: float = 1.0
     seed: int = 0
     checkpoints: tuple[int, ...] = ()
+    checkpoint_fractions: tuple[float, ...] | None = None  # extra checkpoints as fractions of the run
     loss: LossWeights = LossWeights()
     sqrt_bs_scaling: bool = True
     p_hard_start: float = 0.0  # curriculum: probability a negative is hard, linear from start to end
@@ -142,7 +143,11 @@ register(Recipe(
 
 # Post 01 §1–§8: the three full recipes.
 register(Recipe(name="all_trainable", streams=(WATCH,), **FT))
-register(Recipe(name="frozen_te", streams=(WATCH,), frozen=T, **FT))
+# Table 9.17 reads W(t) − W(0) of frozen_te at the post's grad-steps 50 … 2000 and the ends of epochs 1–3,
+# out of 15,939 steps: kept here as fractions of the run.
+POST01_TRAJECTORY_STEPS = (50, 100, 200, 400, 800, 1200, 2000, 5313, 10626, 15939)
+register(Recipe(name="frozen_te", streams=(WATCH,), frozen=T, **FT,
+                checkpoint_fractions=tuple(s / 15939 for s in POST01_TRAJECTORY_STEPS)))
 register(Recipe(name="fusion_only", streams=(WATCH,), trainable=fusion_layer_prefixes(range(5)), **FT))
 
 # Post 02 §2–§3: replay during the fine-tune, and post-hoc recovery.
@@ -407,9 +412,12 @@ def train(name: str | Recipe, scale: str, progress: bool = True, force: bool = F
         sampler = StreamSampler(load_pairs(paths[s.split]), s.pos, s.neg, seed=recipe.seed * 1000 + j,
                                 hard_types=s.hard_types)
         streams.append((sampler, s.every, s.images, s.split))
-    if recipe.steps is None:
-        per_epoch = streams[0][0].visits_per_epoch() / recipe.streams[0].images
+    if recipe.steps is None:  # one step consumes images × grad_accum visits of the primary stream
+        per_epoch = streams[0][0].visits_per_epoch() / (recipe.streams[0].images * recipe.grad_accum)
         recipe = replace(recipe, steps=max(1, math.ceil(recipe.epochs * per_epoch)))
+    if recipe.checkpoint_fractions:
+        extra = {max(1, round(f * recipe.steps)) for f in recipe.checkpoint_fractions}
+        recipe = replace(recipe, checkpoints=tuple(sorted(set(recipe.checkpoints) | extra)))
     d.mkdir(parents=True, exist_ok=True)
     atomic_write_json(d / "config.json", {"recipe": recipe.to_dict(), "scale": scale,
                                           "worlds_hash": worlds_hash(scale), "run_dir": str(d)})
