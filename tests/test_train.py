@@ -21,11 +21,12 @@ def _digest(t: torch.Tensor) -> str:
 
 
 def test_two_recipes_train_and_evaluate():
-    for name in ("frozen_te", "lvis_replay_neg"):
+    for name in ("frozen_te", "lvis_replay_neg", "lora_r8_a8"):
         run = recipes.train(name, "micro", progress=False)
         assert run.summary["steps"] == 3 and len(run.log) == 3
         assert all(r["loss_per_sample"] > 0 for r in run.log)
-        assert all(r["loss_scaled"] == pytest.approx(r["loss_per_sample"] * 2.0) for r in run.log)  # √4 images
+        per_device = max(s.images for s in recipes.RECIPES[name].streams)  # full recipes 1 image, LoRA 4
+        assert all(r["loss_scaled"] == pytest.approx(r["loss_per_sample"] * per_device ** 0.5) for r in run.log)
     scores = evaluate_model(recipes.load_model("frozen_te", "micro"), "micro")
     assert set(scores) == {"watch", "saco", "lvis"}
     assert 0.0 <= scores["watch"]["iou"] <= 1.0 and len(scores["watch"]["per_task_iou"]) == scores["watch"]["n_tasks"]
