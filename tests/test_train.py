@@ -48,10 +48,11 @@ def test_resume_matches_uninterrupted_run(tmp_path, monkeypatch):
     ref_state = load_state(ref.final)
     monkeypatch.setattr(recipes, "RUNS", tmp_path / "runs2")
     calls = {"n": 0}
+    accum = recipes.resolve("frozen_te", "micro").grad_accum  # extra_loss runs once per micro-batch
 
     def crash_at_third_step(model):
         calls["n"] += 1
-        if calls["n"] == 3:
+        if calls["n"] == 2 * accum + 1:
             raise KeyboardInterrupt("simulated stop")
         return torch.zeros(())
 
