@@ -207,7 +207,9 @@ def pretrained_model(s: Scale, c: Corpus, seed: int, corpus: str | None = None, 
     fresh init, cached in ``data/cache/rank_series/<config-hash>.safetensors`` (never recomputed)."""
     from safetensors.torch import load_file, save
 
-    key = config_hash({"scale": asdict(s), "vocab": c.vocab, "seed": seed, "corpus": str(corpus),
+    arch = {k: v for k, v in asdict(s).items() if k in ("vocab", "d", "n_layer", "n_head", "ctx", "batch",
+                                                         "pretrain_steps", "pretrain_lr")}
+    key = config_hash({"scale": arch, "vocab": c.vocab, "seed": seed, "corpus": str(corpus),
                        "n_train": len(c.train), "v": 1})
     path = CACHE / f"pretrain-{key}.safetensors"
     model = build_model(s, c.vocab, seed)

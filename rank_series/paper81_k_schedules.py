@@ -1,6 +1,6 @@
 """Rank series, Paper 81 — fixed K vs dynamic K schedules.
 
-Adapter-only training (pretrained start) with a fixed K=16 versus the ascending schedule
+Adapter-only training (fresh start by default; --start pretrained) with a fixed K=16 versus the ascending schedule
 K: 2→4→8→16 and the descending schedule 16→8→4→2 (equal quarters of the step budget).  As Paper 86
 describes the failed experiment, every change of K discards the adapter ("the K transitions destroyed
 accumulated alpha information"): α ← 0 and the optimiser state is cleared.  The series table says
@@ -24,7 +24,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = R.parse(__doc__, argv)
     t0 = R.now()
     sch = schedules(lm.SCALES[args.scale].adapter_steps)
-    runs = {name: [A.train_adapter(args.scale, sd, s, mode="reset", corpus=args.corpus, recompute=args.recompute,
+    start = args.start or "fresh"
+    runs = {name: [A.train_adapter(args.scale, sd, s, mode="reset", start=start, corpus=args.corpus, recompute=args.recompute,
                                    label=name.split(" (")[0]) for sd in args.seeds] for name, s in sch.items()}
     rows = [{"schedule": n, "final_loss": R.ms(r["final_loss"] for r in rs)} for n, rs in runs.items()]
     L = {r["schedule"]: r["final_loss"]["mean"] for r in rows}
@@ -34,12 +35,12 @@ def main(argv: list[str] | None = None) -> dict:
                                           ", ".join(f"{n}: {x:.4f}" for n, x in L.items()))}
     res = {"schedules": {n: s for n, s in sch.items()}, "table": rows, "verdicts": v,
            "curves": {n: [r["curve"] for r in rs] for n, rs in runs.items()},
-           "page_claim": R.published("series", "81")[0]["printed"]}
+           "page_claim": R.claim("81")["printed"]}
     md = R.md_table(rows, [("schedule", "schedule"), ("final_loss", "final loss")], nd=4)
     md += "\n\nPage (series table): " + res["page_claim"] + "\n\n" + "\n".join(
         f"- **{k}**: {x['verdict']} — rule: {x['rule']}. {x.get('note', '')}" for k, x in v.items())
     R.write(args, "paper81", "Rank series Paper 81 — fixed K vs ascending/descending K schedules",
-            {"schedules": sch, "start": "pretrained", "transition": "reset"}, res, md, t0, curves_figure(res["curves"], "Paper 81"))
+            {"schedules": sch, "start": start, "transition": "reset"}, res, md, t0, curves_figure(res["curves"], "Paper 81"))
     return res
 
 

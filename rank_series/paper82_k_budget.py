@@ -1,7 +1,7 @@
 """Rank series, Paper 82 — the K budget curve: final held-out loss vs adapter K.
 
-Trains only the K-basis adapter α's (ΔW = U_K diag(α) V_Kᵀ on every block weight, pretrained start)
-for the scale's step budget at K ∈ {2, 4, 8, 16, 32, 64}, with a random-orthonormal-basis null at
+Trains only the K-basis adapter α's (ΔW = U_K diag(α) V_Kᵀ on every block weight; fresh and pretrained
+starts, or one with --start) for the scale's step budget at K ∈ {2, 4, 8, 16, 32, 64}, with a random-orthonormal-basis null at
 K ∈ {16, 64}.  The series table says "K=16 dead zone; K=64 best quality" (and Paper 84/86: K=64 beats
 K=32 by 0.697 loss units).  Writes results/rank_series/paper82.{json,md,png,svg}.
 """
@@ -14,13 +14,12 @@ KS = (2, 4, 8, 16, 32, 64)
 NULL_KS = (16, 64)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    args = R.parse(__doc__, argv)
-    t0 = R.now()
-    runs = {K: [A.train_adapter(args.scale, sd, K, corpus=args.corpus, recompute=args.recompute, label=f"K={K}")
-                for sd in args.seeds] for K in KS}
-    nulls = {K: [A.train_adapter(args.scale, sd, K, basis="random", corpus=args.corpus, recompute=args.recompute,
-                                 label=f"K={K} random") for sd in args.seeds] for K in NULL_KS}
+def one_start(args, start: str) -> dict:
+    """Rows and verdicts of the budget curve from one starting point."""
+    runs = {K: [A.train_adapter(args.scale, sd, K, start=start, corpus=args.corpus, recompute=args.recompute,
+                                label=f"K={K}") for sd in args.seeds] for K in KS}
+    nulls = {K: [A.train_adapter(args.scale, sd, K, basis="random", start=start, corpus=args.corpus,
+                                 recompute=args.recompute, label=f"K={K} random") for sd in args.seeds] for K in NULL_KS}
     rows = []
     for K in KS:
         row = {"K": K, "final_loss": R.ms(r["final_loss"] for r in runs[K]), "loss0": R.ms(r["loss0"] for r in runs[K]),
@@ -43,31 +42,51 @@ def main(argv: list[str] | None = None) -> dict:
         "svd_basis_beats_random": R.verdict(all(L[K] < rows[KS.index(K)]["final_loss_random_basis"]["mean"] for K in NULL_KS),
                                             "null check: SVD basis final loss below the random-basis loss at K=16 and 64"),
     }
-    res = {"table": rows, "verdicts": v, "page_claim": R.published("series", "82")[0]["printed"]}
-    md = R.md_table(rows, [("K", "K"), ("trainable", "trainable α"), ("loss0", "start loss"), ("final_loss", "final loss"),
-                           ("final_loss_random_basis", "null: random basis")], nd=4)
-    md += "\n\nPage (series table): " + res["page_claim"] + "\n\n" + "\n".join(
-        f"- **{k}**: {x['verdict']} — rule: {x['rule']}. {x.get('note', '')}" for k, x in v.items())
+    return {"table": rows, "verdicts": v, "curves": {f"K={K}": [r["curve"] for r in runs[K]] for K in KS}}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = R.parse(__doc__, argv)
+    t0 = R.now()
+    starts = [args.start] if args.start else ["fresh", "pretrained"]
+    res: dict = {"starts": {st: one_start(args, st) for st in starts},
+                 "page_claim": R.claim("82")["printed"]}
+    md = []
+    for st in starts:
+        md.append(f"## Start: {st}\n")
+        md.append(R.md_table(res["starts"][st]["table"], [
+            ("K", "K"), ("trainable", "trainable α"), ("loss0", "start loss"), ("final_loss", "final loss"),
+            ("final_loss_random_basis", "null: random basis")], nd=4))
+        md.append("\n" + "\n".join(f"- **{k}**: {x['verdict']} — rule: {x['rule']}. {x.get('note', '')}"
+                                   for k, x in res["starts"][st]["verdicts"].items()) + "\n")
+    md.append("Page (series table): " + res["page_claim"])
     R.write(args, "paper82", "Rank series Paper 82 — K budget curve (final loss vs K)",
-            {"ks": KS, "null_ks": NULL_KS, "start": "pretrained"}, res, md, t0, figure(rows))
+            {"ks": KS, "null_ks": NULL_KS, "starts": starts}, res, "\n".join(md), t0, figure(res))
     return res
 
 
-def figure(rows: list[dict]):
+def figure(res: dict):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    ks = [r["K"] for r in rows]
-    ax.errorbar(ks, [r["final_loss"]["mean"] for r in rows], [r["final_loss"]["sd"] for r in rows], marker="o", label="SVD basis")
-    nr = [r for r in rows if "final_loss_random_basis" in r]
-    ax.errorbar([r["K"] for r in nr], [r["final_loss_random_basis"]["mean"] for r in nr],
-                [r["final_loss_random_basis"]["sd"] for r in nr], marker="x", ls="--", label="null: random basis")
-    ax.set(xscale="log", xlabel="K", ylabel="held-out loss after adapter training", title="Paper 82 — K budget curve")
-    ax.set_xticks(ks, [str(k) for k in ks])
-    ax.legend()
+    starts = list(res["starts"])
+    fig, axs = plt.subplots(1, len(starts), figsize=(5.5 * len(starts), 4), squeeze=False)
+    for ax, st in zip(axs[0], starts):
+        rows = res["starts"][st]["table"]
+        ks = [r["K"] for r in rows]
+        ax.errorbar(ks, [r["final_loss"]["mean"] for r in rows], [r["final_loss"]["sd"] for r in rows], marker="o",
+                    label="SVD basis")
+        nr = [r for r in rows if "final_loss_random_basis" in r]
+        ax.errorbar([r["K"] for r in nr], [r["final_loss_random_basis"]["mean"] for r in nr],
+                    [r["final_loss_random_basis"]["sd"] for r in nr], marker="x", ls="--", label="null: random basis")
+        ax.set(xscale="log", xlabel="K", ylabel="held-out loss after adapter training",
+               title=f"Paper 82 — K budget curve ({st} start)")
+        ax.set_xticks(ks, [str(k) for k in ks])
+        ax.minorticks_off()
+        ax.legend()
+    fig.tight_layout()
     return fig
 
 

@@ -3,7 +3,7 @@
 Paper 83 computed ER(U_32 diag(∂L/∂α) V_32ᵀ) during K=32 adapter training and found ≈ 20 at every
 step, concluding K=32 is natural; Paper 86 revised this ("it was the ER of what K=32 CAN express").
 We measure (a) ER(|∂L/∂α|) of a K=32 adapter at steps 1, 5, 10, 20, 40 of adapter training
-(pretrained start, training-batch gradient), (b) the same for a random-orthonormal-basis K=32 adapter,
+(fresh start by default, training-batch gradient), (b) the same for a random-orthonormal-basis K=32 adapter,
 (c) the random-diagonal null (ER of 32 i.i.d. |N·N| … |N| values), and (d) beside it the true ER of
 ∂L/∂W from Paper 86's trajectory.  Writes results/rank_series/paper83.{json,md,png,svg}.
 """
@@ -19,10 +19,11 @@ K = 32
 def main(argv: list[str] | None = None) -> dict:
     args = R.parse(__doc__, argv)
     t0 = R.now()
-    svd = [A.train_adapter(args.scale, sd, K, corpus=args.corpus, recompute=args.recompute, label=f"K={K}") for sd in args.seeds]
-    rnd = [A.train_adapter(args.scale, sd, K, basis="random", corpus=args.corpus, recompute=args.recompute,
+    start = args.start or "fresh"
+    svd = [A.train_adapter(args.scale, sd, K, start=start, corpus=args.corpus, recompute=args.recompute, label=f"K={K}") for sd in args.seeds]
+    rnd = [A.train_adapter(args.scale, sd, K, basis="random", start=start, corpus=args.corpus, recompute=args.recompute,
                            label=f"K={K} random") for sd in args.seeds]
-    trajs = [G.gradient_trajectory(args.scale, "pretrained", sd, args.corpus, recompute=args.recompute) for sd in args.seeds]
+    trajs = [G.gradient_trajectory(args.scale, start, sd, args.corpus, recompute=args.recompute) for sd in args.seeds]
     ku = int(trajs[0]["steps"]["1"]["K"][str(K)]["k_used"])
     null_lo, null_hi = G.random_diagonal_er(ku, "product"), G.random_diagonal_er(ku, "halfnormal")
     steps = sorted({int(s) for s in svd[0]["alpha_grad_er"]})
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> dict:
         k = str(t)
         row = {"step": t, "ker_svd": R.ms(r["alpha_grad_er"][k] for r in svd),
                "ker_random_basis": R.ms(r["alpha_grad_er"][k] for r in rnd),
-               "rand_diag_product": null_lo, "rand_diag_halfnormal": null_hi, "page": R.pval("series", "83", "Gradient ER")}
+               "rand_diag_product": null_lo, "rand_diag_halfnormal": null_hi, "page": R.claim("83")["value"]}
         if k in trajs[0]["steps"]:
             row["true_er_full_training"] = R.ms(tr["steps"][k]["true_er_mean"] for tr in trajs)
         rows.append(row)
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> dict:
                                                   f"band [{null_lo:.2f}, {null_hi:.2f}]; random-basis adapter "
                                                   f"{sum(x for r in rnd for x in r['alpha_grad_er'].values()) / len(allv):.2f}"),
     }
-    res = {"K": K, "k_used": ku, "table": rows, "verdicts": v, "page_claim": R.published("series", "83")[0]["printed"]}
+    res = {"K": K, "k_used": ku, "table": rows, "verdicts": v, "page_claim": R.claim("83")["printed"]}
     md = R.md_table(rows, [("step", "adapter step"), ("ker_svd", "ER(∂L/∂α), SVD basis"),
                            ("ker_random_basis", "null: random basis"), ("rand_diag_product", "null: diag |N·N|"),
                            ("rand_diag_halfnormal", "null: diag |N|"), ("page", "page"),
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> dict:
     md += "\n\nPage (series table): " + res["page_claim"] + "\n\n" + "\n".join(
         f"- **{k}**: {x['verdict']} — rule: {x['rule']}. {x.get('note', '')}" for k, x in v.items())
     R.write(args, "paper83", "Rank series Paper 83 — ER of the K=32-projected gradient",
-            {"K": K, "start": "pretrained"}, res, md, t0, figure(rows))
+            {"K": K, "start": start}, res, md, t0, figure(rows))
     return res
 
 

@@ -1,7 +1,7 @@
 """Rank series, Paper 85 — do the bottom directions of K=64 carry signal?
 
 "Bottom K=64 directions" read as directions 33–64 of the K=64 SVD basis (the ones K=64 adds over
-K=32).  Three measurements (pretrained start):
+K=32).  Three measurements (fresh start by default; --start pretrained):
   1. gradient share: fraction of ‖∂L/∂W‖² on the diagonal coordinates u_iᵀGv_i, i = 33…64, versus the
      same for a random orthonormal basis (null);
   2. ablation: held-out loss of the trained K=64 adapter with α_33…64 zeroed (and, for scale, with
@@ -20,15 +20,16 @@ from rank_series import report as R
 def main(argv: list[str] | None = None) -> dict:
     args = R.parse(__doc__, argv)
     t0 = R.now()
+    start = args.start or "fresh"
     out = {"full": [], "no_bottom": [], "no_top": []}
     share = {"svd": [], "rand": []}
     ker64 = []
     for sd in args.seeds:
-        run = A.train_adapter(args.scale, sd, 64, corpus=args.corpus, recompute=args.recompute, label="K=64")
+        run = A.train_adapter(args.scale, sd, 64, start=start, corpus=args.corpus, recompute=args.recompute, label="K=64")
         out["full"].append(run["final_loss"])
         out["no_bottom"].append(A.ablated_loss(args.scale, sd, run, lambda i: i < 32, args.corpus))
         out["no_top"].append(A.ablated_loss(args.scale, sd, run, lambda i: i >= 32, args.corpus))
-        tr = G.gradient_trajectory(args.scale, "pretrained", sd, args.corpus, recompute=args.recompute)
+        tr = G.gradient_trajectory(args.scale, start, sd, args.corpus, recompute=args.recompute)
         k = tr["steps"]["1"]["K"]
         for b in ("svd", "rand"):
             share[b].append(k["64"][f"dcov_{b}"] ** 2 - k["32"][f"dcov_{b}"] ** 2)
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> dict:
             {"measure": "Δloss zeroing α_1..32", "ours": d_top},
             {"measure": "grad energy share on diag 33..64, SVD basis", "ours": R.ms(share["svd"])},
             {"measure": "grad energy share on diag 33..64, random basis (null)", "ours": R.ms(share["rand"])},
-            {"measure": "K=64-constrained ER at step 1", "ours": er, "page": R.pval("series", "85", "K64 Noise Mechanism")},
+            {"measure": "K=64-constrained ER at step 1", "ours": er, "page": R.claim("85")["value"]},
             {"measure": "null: random diagonal ER (|N·N| … |N|)", "ours": f"{lo:.2f} … {hi:.2f}"}]
     v = {"bottom_dims_carry_signal": R.verdict(ku == 64 and all(x > 0 for x in d_bottom["per_seed"]),
                                                "zeroing α_33..64 raises held-out loss in every seed (K=64 fully usable)",
@@ -53,12 +54,12 @@ def main(argv: list[str] | None = None) -> dict:
                                                  "K=64-constrained ER inside the random-diagonal band ±10 % → the '≥39' "
                                                  "is what 64 random magnitudes give, not a measured true ER",
                                                  f"ours {er['mean']:.2f}, band [{lo:.2f}, {hi:.2f}]")}
-    res = {"table": rows, "losses": out, "verdicts": v, "page_claim": R.published("series", "85")[0]["printed"]}
+    res = {"table": rows, "losses": out, "verdicts": v, "page_claim": R.claim("85")["printed"]}
     md = R.md_table(rows, [("measure", "measure"), ("ours", "ours"), ("page", "page")], nd=4)
     md += "\n\nPage (series table): " + res["page_claim"] + "\n\n" + "\n".join(
         f"- **{k}**: {x['verdict']} — rule: {x['rule']}. {x.get('note', '')}" for k, x in v.items())
     R.write(args, "paper85", "Rank series Paper 85 — are the bottom K=64 directions signal?",
-            {"start": "pretrained", "bottom": "basis directions 33-64"}, res, md, t0, figure(d_bottom, d_top, share))
+            {"start": start, "bottom": "basis directions 33-64"}, res, md, t0, figure(d_bottom, d_top, share))
     return res
 
 

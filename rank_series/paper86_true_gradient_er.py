@@ -144,6 +144,9 @@ def figure(res: dict, steps: list[int]):
                        color="grey", alpha=0.3, label="random-diagonal null band")
     ax[1].plot([r["K"] for r in r2], [r["pub_ker"] for r in r2], "k-s", label="page")
     ax[1].set(xscale="log", yscale="log", xlabel="K", ylabel="K-constrained ER (step 1)", title="86.2 K-constrained ER")
+    ax[1].set_xticks(list(KS), [str(k) for k in KS])
+    ax[1].set_yticks([1, 2, 5, 10, 20, 50], ["1", "2", "5", "10", "20", "50"])
+    ax[1].minorticks_off()
     ax[1].legend(fontsize=7)
     for st, c in zip(STARTS, ("tab:blue", "tab:orange")):
         r3 = res["starts"][st]["table_86_3"]

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> dict:
             "svd_basis_above_random": R.verdict(all(a > 1.2 for a in adv), "cos K=32 SVD / random ≥ 1.2 at every step",
                                                 "ratios " + ", ".join(f"{a:.2f}" for a in adv)),
         }
-    res["page_claim"] = R.published("series", "87")[0]["printed"] + " (a proposal; the page reports no result)"
+    res["page_claim"] = R.claim("87")["printed"] + " (a proposal; the page reports no result)"
     md = []
     for st in STARTS:
         md.append(f"## Start: {st}\n")
@@ -79,6 +79,7 @@ def figure(res: dict):
                     label=f"random basis, step {s}")
         ax.set(xscale="log", xlabel="K", title=f"Paper 87 — coverage vs K ({st} start)")
         ax.set_xticks(list(G.TRAJ_KS), [str(k) for k in G.TRAJ_KS])
+        ax.minorticks_off()
     axs[0].set_ylabel("cos(G, proj_K G)")
     axs[1].legend(fontsize=6, ncol=2)
     fig.tight_layout()

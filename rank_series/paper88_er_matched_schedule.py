@@ -3,7 +3,7 @@
 Paper 86 proposes K=8 (steps 1–5) → K=32 (peak, steps 15–25) → K=16 (refinement) with *smooth*
 transitions that keep the accumulated α.  We run it as a piecewise-linear K(t) through
 (0,8), (12.5 %,8), (37.5 %,32), (62.5 %,32), (80 %,16) of the step budget; growing K keeps α and adds
-new directions at α=0, shrinking K merges the dropped directions' α into the frozen weight.  Compared
+new directions at α=0, shrinking K merges the dropped directions' α into the frozen weight.  Fresh start by default (--start pretrained).  Compared
 with the same 8→32→16 in thirds with Paper-81-style resets, and with fixed K=16, 32, 64.
 Writes results/rank_series/paper88.{json,md,png,svg}.
 """
@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = R.parse(__doc__, argv)
     t0 = R.now()
     sch = schedules(lm.SCALES[args.scale].adapter_steps)
-    runs = {n: [A.train_adapter(args.scale, sd, s, mode=mode, corpus=args.corpus, recompute=args.recompute,
+    start = args.start or "fresh"
+    runs = {n: [A.train_adapter(args.scale, sd, s, mode=mode, start=start, corpus=args.corpus, recompute=args.recompute,
                                 label=n.split(" (")[0]) for sd in args.seeds] for n, (s, mode) in sch.items()}
     rows = [{"schedule": n, "final_loss": R.ms(r["final_loss"] for r in rs),
              "mean_active_K": sum(rs[0]["k_trace"]) / len(rs[0]["k_trace"])} for n, rs in runs.items()]
@@ -51,12 +52,12 @@ def main(argv: list[str] | None = None) -> dict:
     }
     res = {"schedules": {n: {"schedule": s, "mode": m} for n, (s, m) in sch.items()}, "table": rows, "verdicts": v,
            "curves": {n: [r["curve"] for r in rs] for n, rs in runs.items()},
-           "page_claim": R.published("series", "88")[0]["printed"] + " (a proposal; the page reports no result)"}
+           "page_claim": R.claim("88")["printed"] + " (a proposal; the page reports no result)"}
     md = R.md_table(rows, [("schedule", "schedule"), ("mean_active_K", "mean active K"), ("final_loss", "final loss")], nd=4)
     md += "\n\nPage: " + res["page_claim"] + "\n\n" + "\n".join(
         f"- **{k}**: {x['verdict']} — rule: {x['rule']}. {x.get('note', '')}" for k, x in v.items())
     R.write(args, "paper88", "Rank series Paper 88 — ER-matched K schedule 8→32→16 with smooth transitions",
-            {"schedules": {n: s for n, s in sch.items()}, "start": "pretrained"}, res, md, t0,
+            {"schedules": {n: s for n, s in sch.items()}, "start": start}, res, md, t0,
             curves_figure(res["curves"], "Paper 88 — ER-matched schedule"))
     return res
 

@@ -23,12 +23,23 @@ def parse(doc: str, argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, default=OUT, help=f"output directory (default {OUT})")
     ap.add_argument("--corpus", default=None, help="text file to use instead of pydoc_data.topics")
     ap.add_argument("--recompute", action="store_true", help="ignore cached runs in data/cache/rank_series")
+    ap.add_argument("--start", choices=("fresh", "pretrained"), default=None,
+                    help="starting point of the adapter runs (default: the script's; fresh = the series' regime, "
+                         "step-1 loss ≈ ln V)")
     return ap.parse_args(argv)
 
 
 def published(table: str, row: str | None = None, column: str | None = None) -> list[dict[str, Any]]:
     """Published values of the rank series page (data/published/rank_series.json)."""
     return pub.lookup("rank_series", table, row, column)
+
+
+def claim(paper: str) -> dict[str, Any]:
+    """The series-table claim of ``paper`` ("81" … "88"): {paper, topic, printed, value?}."""
+    for c in pub.load("rank_series").get("claims", []):
+        if c["paper"] == paper:
+            return c
+    raise KeyError(f"data/published/rank_series.json has no claim for paper {paper}")
 
 
 def pval(table: str, row: str, column: str) -> float | None:
