@@ -113,7 +113,32 @@ def main(argv: list[str] | None = None) -> dict:
     md = markdown(res)
     R.write(args, "paper86", "Rank series Paper 86 — true gradient ER across training vs K-constrained ER",
             {"starts": STARTS, "ks": KS, "steps": steps, "optimizer": "AdamW (full weights)"}, res, md, t0, fig)
+    write_contract_tables(args, res["starts"]["fresh"], t0)
     return res
+
+
+def write_contract_tables(args, fresh: dict, t0: float) -> None:
+    """The page's three tables (fresh start = the page's regime, seed means) as results/rank_series/table-86.{1,2,3}.json,
+    the per-table files ``make compare`` and the claims registry read (paper86.json keeps everything)."""
+    from common import report
+    from common.io import run_meta
+
+    meta = run_meta({"scale": args.scale, "seeds": list(args.seeds), "start": "fresh"}, int(args.seeds[0]), t0)
+    root = args.out.parent if args.out.name == "rank_series" else args.out
+    tables = {
+        "86.1": [{"step": r["step"], "loss": r["loss"]["mean"], "true_er_mean": r["er_mean"]["mean"],
+                  "true_er_max": r["er_max"]["mean"], "k32_covers_pct": r["k32_covers_pct"]["mean"],
+                  "k64_covers_pct": r["k64_covers_pct"]["mean"]} for r in fresh["table_86_1"]],
+        "86.2": [{"k": r["K"], "k_constrained_er": r["ker_svd"]["mean"],
+                  "k_constrained_er_random_basis": r["ker_randbasis"]["mean"], "pct_true": r["pct_true"]["mean"]}
+                 for r in fresh["table_86_2"]],
+        "86.3": [{"layer": r["layer"], "true_er": r["true_er"]["mean"], "k32_covers_pct": r["k32_covers_pct"]["mean"]}
+                 for r in fresh["table_86_3"]],
+    }
+    for tid, rows in tables.items():
+        report.write_result("rank_series", f"table-{tid}", rows, meta=meta, scale=args.scale, root=root,
+                            script="rank_series/paper86_true_gradient_er.py",
+                            extra={"note": "fresh start, mean over seeds; full detail in paper86.json"})
 
 
 def figure(res: dict, steps: list[int]):
