@@ -57,3 +57,19 @@ rank-series: $(VENV) ## rank series papers 81-88 (SCALE=tiny default; runs cache
 	$(PY) rank_series/paper84_adaptive_k.py --scale $(SCALE)
 	$(PY) rank_series/paper85_bottom_k64.py --scale $(SCALE)
 	$(PY) rank_series/paper88_er_matched_schedule.py --scale $(SCALE)
+
+.PHONY: table-9.15 post01-lora
+table-9.15: $(VENV) ## Post 01 Table 9.15 + Fig 9.15: r=8 LoRA α ladder (watch IoU only; runs train in parallel, JOBS=n)
+	$(PY) post01/alpha_ladder.py --scale $(SCALE)
+
+post01-lora: $(VENV) ## Post 01 §9–§12: LoRA on the fusion stack, rank saturation, α-boost / α-ladder, AdaLoRA, MP-rank LoRA
+	$(PY) post01/signal_rank.py --scale $(SCALE)
+	$(PY) post01/lora_ranks.py --scale $(SCALE)
+	$(PY) post01/rank_saturation.py --scale $(SCALE)
+	$(PY) post01/rslora_boost.py --scale $(SCALE)
+	$(PY) post01/alpha_ladder.py --scale $(SCALE)
+	$(PY) post01/alpha_vs_lr.py --scale $(SCALE)
+	$(PY) post01/rank_trajectory.py --scale $(SCALE)
+	$(PY) post01/adalora_init.py --scale $(SCALE)
+	$(PY) post01/mp_prescription.py --scale $(SCALE)
+	$(PY) post01/scorecard.py --scale $(SCALE)

@@ -1,0 +1,103 @@
+"""Activation probes on a model's internal streams (Post 01 §9 Table 9.4: fusion[5] norm inflation).
+
+:func:`fusion_output_norm` hooks ``model.detr_encoder.layers[layer]`` (the post's
+``transformer.encoder.layers.N``, F[N]) and averages the L2 norm of its output tokens over the watch
+test (image, concept) pairs. In the HF code the fusion encoder's residual stream is the **image
+tokens** (conditioned on the prompt by text cross-attention), so the norm is taken over image
+tokens, one vector of width ``hidden`` per image patch; Post 01 describes the stream the other way
+round. The Table 9.4 ratio is ``mean‖F[5] output‖(fine-tune) / mean‖F[5] output‖(base)``.
+
+``layer`` is clipped to the model's last fusion layer (the micro model has two); the layer actually
+hooked is returned. :func:`fusion_norm_run` caches the result beside a run, like
+``common.evaluate.evaluate_run``.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+import torch
+
+from common.forward import encode_vision
+from common.model import to_pixels
+
+
+def _fusion_layers(model: torch.nn.Module):
+    return model.detr_encoder.layers
+
+
+@torch.no_grad()
+def fusion_output_norm(model: torch.nn.Module, scale: str, layer: int = 5, split: str = "watch_test",
+                       positives_only: bool = True, images_per_batch: int = 8) -> dict:
+    """Mean L2 norm of F[``layer``]'s output image tokens over ``split``'s (image, phrase) pairs.
+
+    Returns ``{"mean_norm", "n_pairs", "n_tokens", "layer", "module"}``.
+    """
+    from common.data import load_pairs
+    from common.model import SPECS
+    from common.recipes import tokenizer_for
+    from common.worlds import ensure_worlds
+
+    layers = _fusion_layers(model)
+    li = min(layer, len(layers) - 1)
+    ds = load_pairs(ensure_worlds(scale=scale)[split])
+    tok = tokenizer_for(scale)
+    groups: dict[str, list] = defaultdict(list)
+    for p in ds:
+        if p.masks or not positives_only:
+            groups[str(p.path)].append(p)
+    keys = sorted(groups)
+    captured: list[torch.Tensor] = []
+
+    def hook(_m, _inp, out):
+        captured.append((out[0] if isinstance(out, tuple) else out).detach())
+
+    total, count, n_pairs = 0.0, 0, 0
+    model.eval()
+    handle = layers[li].register_forward_hook(hook)
+    try:
+        for b in range(0, len(keys), images_per_batch):
+            chunk = keys[b:b + images_per_batch]
+            images, phrases, idx = [], [], []
+            for i, k in enumerate(chunk):
+                images.append(ds.image(groups[k][0]))
+                for p in groups[k]:
+                    phrases.append(p.phrase)
+                    idx.append(i)
+            vision = encode_vision(model, to_pixels(images, SPECS[scale].image_size))
+            ii = torch.tensor(idx)
+            ids, am = tok(phrases)
+            text = model.get_text_features(input_ids=ids, attention_mask=am).pooler_output
+            captured.clear()
+            model.detr_encoder(vision_features=[vision.fpn_hidden_states[-2][ii]], text_features=text,
+                               vision_pos_embeds=[vision.fpn_position_encoding[-2][ii]], text_mask=am.bool())
+            if len(captured) != 1:
+                raise RuntimeError(f"fusion layer {li} hook fired {len(captured)} times for one encoder forward")
+            norms = captured[0].float().norm(dim=-1)  # [pairs, tokens]
+            total += float(norms.sum())
+            count += norms.numel()
+            n_pairs += norms.shape[0]
+    finally:
+        handle.remove()
+    if not count:
+        raise ValueError(f"split {split!r} has no pairs to probe")
+    return {"mean_norm": total / count, "n_pairs": n_pairs, "n_tokens": count, "layer": li,
+            "module": f"detr_encoder.layers.{li}"}
+
+
+def fusion_norm_run(name, scale: str, layer: int = 5, force: bool = False) -> dict:
+    """:func:`fusion_output_norm` of recipe ``name`` (or "base"), cached as ``probe-fusion<L>-norm.json`` in its run dir."""
+    from common import recipes
+    from common.io import atomic_write_json, read_json
+    from common.worlds import worlds_hash
+
+    if name == "base":
+        d = recipes.RUNS / scale / f"base-{recipes.base_hash(scale, worlds_hash(scale))}"
+    else:
+        recipes.train(name, scale)
+        d = recipes.run_dir(name, scale)
+    path = d / f"probe-fusion{layer}-norm.json"
+    if path.exists() and not force:
+        return read_json(path)
+    out = fusion_output_norm(recipes.load_model(name, scale), scale, layer)
+    atomic_write_json(path, out)
+    return out

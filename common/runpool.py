@@ -1,0 +1,96 @@
+"""Train and score many recipes at once, in parallel worker processes (Post 01 §9–§10 sweeps).
+
+A sweep (the α ladder of Table 9.15, the rank sweep of Table 9.2) is many independent runs that differ
+in one knob. :func:`train_and_score` returns ``{name: (RunResult, scores)}``: finished runs and cached
+evaluations are read straight from disk; the missing ones are trained (``common.recipes.train``) and
+scored (``common.evaluate.evaluate_run``, only the ``suites`` asked for) in ``jobs`` worker
+processes, each with one torch thread — on a small CPU, separate single-threaded runs use the
+cores better than one multi-threaded run. Every run keeps its own cached run directory, so the result
+is the same as training them one after another.
+
+The base model and the worlds are made ready in the calling process first, so workers never race to
+build them. Workers are spawned (not forked: torch's thread pools do not survive a fork) and get the
+caller's ``common.recipes.RUNS`` (tests point it at a temporary directory).
+"""
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Sequence
+
+
+def default_jobs() -> int:
+    """``$JOBS`` if set, else the number of CPUs (at least 1)."""
+    return max(1, int(os.environ.get("JOBS", "0")) or (os.cpu_count() or 1))
+
+
+def _eval_cache(name: str, scale: str, suites: Sequence[str]) -> Path:
+    from common import recipes
+
+    return recipes.run_dir(name, scale) / f"eval-final-{'-'.join(suites)}.json"
+
+
+def is_cached(name: str, scale: str, suites: Sequence[str]) -> bool:
+    """Whether recipe ``name`` is trained and its ``suites`` evaluation is on disk."""
+    from common import recipes
+
+    if name == "base":
+        return False  # cheap: scored in the calling process
+    return (recipes.run_dir(name, scale) / "done.json").exists() and _eval_cache(name, scale, suites).exists()
+
+
+def _init_worker(runs: str, threads: int) -> None:
+    import torch
+
+    from common import recipes
+
+    torch.set_num_threads(threads)
+    recipes.RUNS = Path(runs)
+
+
+def _work(name: str, scale: str, suites: tuple[str, ...]) -> tuple[str, float]:
+    from common import evaluate, recipes
+
+    t0 = time.time()
+    recipes.train(name, scale, progress=False)
+    evaluate.evaluate_run(name, scale, suites)
+    return name, time.time() - t0
+
+
+def train_and_score(names: Sequence[str], scale: str, suites: Sequence[str] = ("watch", "saco", "lvis"),
+                    jobs: int | None = None, threads_per_job: int = 1, verbose: bool = True) -> dict:
+    """``{name: (RunResult | None, scores)}`` for recipes ``names`` ("base" gives ``(None, scores)``)."""
+    from common import evaluate, recipes
+    from common.worlds import ensure_worlds
+
+    suites = tuple(suites)
+    names = list(dict.fromkeys(names))
+    ensure_worlds(scale=scale)
+    todo = [n for n in names if n != "base" and not is_cached(n, scale, suites)]
+    jobs = min(default_jobs() if jobs is None else max(1, jobs), max(1, len(todo)))
+    if todo:
+        recipes.base_state(scale)  # train/verify the base once, here, not in every worker
+        if verbose:
+            print(f"training+scoring {len(todo)} run(s) on {jobs} worker(s): {', '.join(todo)}", flush=True)
+        t0 = time.time()
+        if jobs == 1:
+            for n in todo:
+                _, dt = _work(n, scale, suites)
+                if verbose:
+                    print(f"  {n}: {dt:.0f} s", flush=True)
+        else:
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), initializer=_init_worker,
+                                     initargs=(str(recipes.RUNS), threads_per_job)) as pool:
+                futs = [pool.submit(_work, n, scale, suites) for n in todo]
+                for f in as_completed(futs):
+                    n, dt = f.result()
+                    if verbose:
+                        print(f"  {n}: {dt:.0f} s (at {time.time() - t0:.0f} s)", flush=True)
+    out = {}
+    for n in names:
+        scores = evaluate.evaluate_run(n, scale, suites)
+        out[n] = (None if n == "base" else recipes.train(n, scale, progress=False), scores)
+    return out
