@@ -153,7 +153,7 @@ def evaluate_run(name, scale: str, suites: Sequence[str] = tuple(SUITES), step: 
     ``data/runs/<scale>/base-<hash>/``), so every table that needs a run's scores computes them once.
     """
     from common import recipes
-    from common.io import atomic_write_json, read_json
+    from common.io import atomic_write_json, exclusive, read_json
     from common.worlds import worlds_hash
 
     if name == "base":
@@ -162,8 +162,9 @@ def evaluate_run(name, scale: str, suites: Sequence[str] = tuple(SUITES), step: 
         recipes.train(name, scale)
         d = recipes.run_dir(name, scale)
     path = d / f"eval-{'final' if step is None else step}-{'-'.join(suites)}.json"
-    if path.exists() and not force:
-        return read_json(path)
-    scores = evaluate_model(recipes.load_model(name, scale, step=step), scale, suites)
-    atomic_write_json(path, scores)
+    with exclusive(path.with_suffix(".lock")):
+        if path.exists() and not force:
+            return read_json(path)
+        scores = evaluate_model(recipes.load_model(name, scale, step=step), scale, suites)
+        atomic_write_json(path, scores)
     return scores

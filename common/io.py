@@ -5,6 +5,7 @@ crash never leaves a half-written JSON over a good one.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -75,6 +76,21 @@ def read_json(path: str | Path) -> Any:
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise ValueError(f"malformed JSON in {path}: {e}") from e
+
+
+@contextlib.contextmanager
+def exclusive(path: str | Path):
+    """Hold an exclusive lock file while a cached artifact is produced (another process waits, then reuses it)."""
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def package_versions() -> dict[str, str]:

@@ -387,8 +387,17 @@ def base_state(scale: str, train_if_missing: bool = True) -> tuple[dict[str, tor
 def train(name: str | Recipe, scale: str, progress: bool = True, force: bool = False, extra_loss=None):
     """Train recipe ``name`` at ``scale`` (or reuse its finished run); returns the RunResult.
 
-    ``extra_loss(model)`` adds a regulariser to every step (see ``common.train.train_loop``).
+    ``extra_loss(model)`` adds a regulariser to every step (see ``common.train.train_loop``). A lock file
+    in the run directory makes a second process wait for a run in progress and then reuse it.
     """
+    from common.io import exclusive
+
+    d = run_dir(resolve(name, scale), scale)
+    with exclusive(d.parent / f".{d.name}.lock"):
+        return _train(name, scale, progress, force, extra_loss)
+
+
+def _train(name: str | Recipe, scale: str, progress: bool, force: bool, extra_loss):
     from common.data import load_pairs
     from common.train import RunResult, StreamSampler, read_log, train_loop
     from common.worlds import ensure_worlds, worlds_hash
