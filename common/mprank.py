@@ -40,15 +40,15 @@ FUSION04 = recipes.FUSION04
 
 # --------------------------------------------------------------------------- training, politely
 def train(recipe, scale: str, stale_s: float = 120, poll_s: float = 15):
-    """``recipes.train`` — but first wait while another process is training the same run (its log.jsonl
-    was written in the last ``stale_s`` seconds and it has no done.json): runs are cached by config hash
+    """``recipes.train`` — but first wait while another process is training the same run (its config.json or
+    log.jsonl was written in the last ``stale_s`` seconds and it has no done.json): runs are cached by config hash
     in a shared directory, and two writers of one run directory would corrupt it."""
     import time
 
     d = recipes.run_dir(recipe, scale)
     while not (d / "done.json").exists():
-        log = d / "log.jsonl"
-        if not (log.exists() and time.time() - log.stat().st_mtime < stale_s):
+        touched = [p.stat().st_mtime for p in (d / "config.json", d / "log.jsonl") if p.exists()]
+        if not (touched and time.time() - max(touched) < stale_s):
             break
         time.sleep(poll_s)
     return recipes.train(recipe, scale)
