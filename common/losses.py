@@ -38,6 +38,7 @@ class LossWeights:
     semantic: float = 1.0
     cls_pos_weight: float = 5.0
     aux_weight: float = 0.5  # weight of each intermediate layer relative to the last
+    presence_pos_weight: float | None = None  # class balance of the presence BCE (pilot: #negatives per positive)
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -119,7 +120,8 @@ def set_loss(out: PairOutputs, targets: list[Target], w: LossWeights) -> dict[st
     layer_w = layer_w / layer_w.sum()
 
     present = torch.tensor([float(t.present) for t in targets])
-    pres = sum(layer_w[l] * F.binary_cross_entropy_with_logits(out.presence[l], present) for l in range(L))
+    ppw = None if w.presence_pos_weight is None else torch.tensor(w.presence_pos_weight)
+    pres = sum(layer_w[l] * F.binary_cross_entropy_with_logits(out.presence[l], present, pos_weight=ppw) for l in range(L))
     terms: dict[str, torch.Tensor] = {"presence": pres}
 
     pos = [i for i, t in enumerate(targets) if t.present]
@@ -158,5 +160,5 @@ def set_loss(out: PairOutputs, targets: list[Target], w: LossWeights) -> dict[st
         semantic = F.binary_cross_entropy_with_logits(out.semantic[:, 0], sem_t)
     terms.update(cls=cls, box_l1=box_l1, box_giou=box_giou, mask_bce=mask_bce, mask_dice=mask_dice, semantic=semantic)
     weights = w.to_dict()
-    terms["total"] = sum(weights[k] * v for k, v in terms.items())
+    terms["total"] = sum(weights[k] * v for k, v in terms.items() if k in weights)
     return terms

@@ -89,6 +89,7 @@ class Recipe:
     p_hard_start: float = 0.0  # curriculum: probability a negative is hard, linear from start to end
     p_hard_end: float = 0.0
     resume_every: int = 100
+    negative_masks: bool | None = None  # also run the mask decoder on negative pairs (semantic map trained to be empty)
     scale_steps: dict = field(default_factory=dict, hash=False, compare=False)  # per-scale step override
 
     @property
@@ -98,6 +99,8 @@ class Recipe:
         return self.steps
 
     def p_hard(self, step: int, total: int) -> float:
+        """Curriculum: probability that a negative is hard, linear over the schedule's horizon (or the run)."""
+        total = self.schedule.horizon or total
         return self.p_hard_start + (self.p_hard_end - self.p_hard_start) * min(step / max(total, 1), 1.0)
 
     def to_dict(self) -> dict:
@@ -105,7 +108,11 @@ class Recipe:
         dropped so that adding a new optional field does not invalidate finished runs."""
         d = dataclasses.asdict(self)
         d.pop("scale_steps")
-        return {k: v for k, v in d.items() if v is not None or k in ("trainable", "epochs", "steps")}
+        keep = ("trainable", "epochs", "steps")
+        d = {k: v for k, v in d.items() if v is not None or k in keep}
+        d["loss"] = {k: v for k, v in d["loss"].items() if v is not None}
+        d["schedule"] = {k: v for k, v in d["schedule"].items() if v is not None}
+        return d
 
 
 # --------------------------------------------------------------------------- the registry
@@ -128,17 +135,27 @@ def register(r: Recipe) -> Recipe:
     return r
 
 
-# The tiny base model (plays base SAM3): open-vocab pre-training with negatives (easy→hard curriculum),
-# plus a small share of watch pairs (some concepts, with negatives) as real SAM3 met watches on the web.
-# The text encoder stays at its random init: a random TE is a fixed injective phrase lookup, and the
-# pilot saw a from-scratch TE collapse all phrases to one.
+# The tiny base model (plays base SAM3), pre-trained in two stages on the open-vocab world with negatives
+# (easy → hard curriculum) plus a small share of watch pairs (some concepts, with negatives), as real SAM3
+# met watches on the web. The text encoder stays at its random init: a random TE is a fixed injective phrase
+# lookup, and the pilot saw a from-scratch TE collapse all phrases to one.
+# Stage 1: the first 2000 steps of a 6000-step plan (LR and curriculum laid over 6000 steps). Masks and boxes
+#   learn; the presence gate stays at its constant answer (σ ≈ 0.25 for 1 positive : 3 negatives).
+# Stage 2: presence BCE class-balanced (pos_weight = negatives per positive, as the pilot found necessary),
+#   presence weighted up, and the semantic-seg head also trained on negative pairs (target: empty), so the
+#   fusion encoder is told that an absent phrase lights nothing up — the signal the presence token reads.
 register(Recipe(
-    name="base_pretrain", init="scratch", frozen=T[:1],
+    name="base_pretrain_stage1", init="scratch", frozen=T[:1],
     streams=(StreamSpec("ov_pretrain", images=4, pos=1, neg=3, hard_types=("attribute_shared", "binding")),
              StreamSpec("watch_pretrain", every=20, images=4, pos=2, neg=2)),
-    steps=6000, lr=5e-4, schedule=Schedule("warmup_cosine", warmup=200, final=0.05), p_hard_start=0.1,
-    p_hard_end=0.6, checkpoints=(1000, 2000, 3000, 4000, 5000), resume_every=250,
-    scale_steps={"micro": 6},
+    steps=2000, lr=5e-4, schedule=Schedule("warmup_cosine", warmup=200, final=0.05, horizon=6000), p_hard_start=0.1,
+    p_hard_end=0.6, checkpoints=(1000,), resume_every=250, scale_steps={"micro": 4},
+))
+register(replace(
+    RECIPES["base_pretrain_stage1"], name="base_pretrain", init="base_pretrain_stage1", steps=2000, lr=3e-4,
+    schedule=Schedule("warmup_cosine", warmup=50, final=0.05), p_hard_start=0.3, p_hard_end=0.6,
+    checkpoints=(500, 1000, 1500), negative_masks=True,
+    loss=replace(LossWeights(), presence=5.0, presence_pos_weight=3.0), scale_steps={"micro": 4},
 ))
 
 # Post 01 §1–§8: the three full recipes.

@@ -20,8 +20,10 @@ class Schedule:
     warmup: int = 0
     final: float = 0.0  # cosine end multiplier
     points: tuple[tuple[int, float], ...] = ()
+    horizon: int | None = None  # plan length the curve is laid over (default: the run's own length)
 
     def __call__(self, step: int, total: int) -> float:
+        total = self.horizon or total
         if self.kind == "piecewise":
             return _piecewise(self.points, step)
         if self.warmup and step <= self.warmup:

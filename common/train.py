@@ -235,7 +235,8 @@ def train_loop(model: torch.nn.Module, trainable: dict[str, torch.nn.Parameter],
             if not batch.phrases:
                 continue
             ids, am = tokenizer(batch.phrases)
-            pos_rows = torch.tensor([i for i, t in enumerate(batch.targets) if t.present], dtype=torch.long)
+            pos_rows = torch.tensor([i for i, t in enumerate(batch.targets) if t.present or recipe.negative_masks],
+                                    dtype=torch.long)
             vision = None
             if vision_frozen:
                 vision = _cached_vision(model, batch, vision_cache, image_size, j)

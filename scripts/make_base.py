@@ -25,6 +25,7 @@ from common.evaluate import evaluate_model
 from common.io import RESULTS, atomic_write_json, run_meta, save_figure
 from common.model import save_model
 
+BASE_STAGES = ("base_pretrain_stage1", "base_pretrain")
 TARGETS = {"saco_neg_correct_min": 0.90, "positive_kept_iou_min": 0.5, "watch_iou_max": 0.5, "watch_iou_min": 0.0}
 
 
@@ -42,6 +43,16 @@ def text_health(model: torch.nn.Module, tokenizer, phrases: list[str]) -> dict:
             "spread": float(1 - off.mean()), "cos_hist": np.histogram(off, bins=20, range=(-1, 1))[0].tolist()}
 
 
+def stage_logs(scale: str) -> list[dict]:
+    """Both pre-training stages' per-step logs, stage 2's steps offset after stage 1's, each row tagged."""
+    out: list[dict] = []
+    for name in BASE_STAGES:
+        run = recipes.train(name, scale, progress=False)
+        offset = out[-1]["step"] if out else 0
+        out += [{**r, "step": r["step"] + offset, "stage": name} for r in run.log]
+    return out
+
+
 def figures(log: list[dict], health: dict, stem_dir) -> None:
     import matplotlib.pyplot as plt
 
@@ -51,7 +62,11 @@ def figures(log: list[dict], health: dict, stem_dir) -> None:
         y = np.array([r.get(key, np.nan) for r in log], float)
         k = max(1, len(y) // 100)
         ax[0].plot(steps[: len(y) // k * k].reshape(-1, k).mean(1), y[: len(y) // k * k].reshape(-1, k).mean(1), label=key)
-    ax[0].set_yscale("log"); ax[0].set_xlabel("step"); ax[0].set_title("base pre-training loss terms"); ax[0].legend()
+    bounds = [r["step"] for a, r in zip(log, log[1:]) if a["stage"] != r["stage"]]
+    for b in bounds:
+        ax[0].axvline(b, color="grey", ls="--", lw=0.8)
+    ax[0].set_yscale("log"); ax[0].set_xlabel("step (stage 1 | stage 2)"); ax[0].set_title("base pre-training loss terms")
+    ax[0].legend()
     ax[1].plot(steps, [r.get("p_hard", 0) for r in log]); ax[1].set_title("curriculum: P(hard negative)")
     ax[1].set_xlabel("step")
     save_figure(fig, stem_dir / "fig-base-curve")
@@ -76,6 +91,7 @@ def main() -> None:
 
     ensure_worlds(scale=args.scale)
     run = recipes.train("base_pretrain", args.scale, force=args.force)
+    stages = {n: recipes.train(n, args.scale, progress=False).summary for n in BASE_STAGES}
     tok = recipes.tokenizer_for(args.scale)
     from common.model import build_model, load_into, load_state
 
@@ -94,16 +110,18 @@ def main() -> None:
     out_dir = Path(args.out) if args.out else (RESULTS / "base" if args.scale == "tiny" else RESULTS / args.scale / "base")
     h = recipes.base_hash(args.scale, worlds_hash(args.scale))
     summary = {"meta": run_meta(vars(args), recipes.resolve("base_pretrain", args.scale).seed, t0), "scale": args.scale,
-               "config_hash": h, "train": run.summary, "scores": {k: {kk: vv for kk, vv in v.items()
+               "config_hash": h, "train": stages, "scores": {k: {kk: vv for kk, vv in v.items()
                                                                       if not kk.startswith("per_")} for k, v in scores.items()},
                "text_health": health, "targets": TARGETS, "checks": checks}
     atomic_write_json(out_dir / "base.json", summary)
-    figures(run.log, health, out_dir)
+    figures(stage_logs(args.scale), health, out_dir)
     if args.scale == "tiny":
         save_model(model, recipes.BASE_CHECKPOINT, dtype=torch.float16, metadata={"config_hash": h})
         atomic_write_json(recipes.BASE_MANIFEST, {
-            "command": "make base", "config_hash": h, "recipe": recipes.resolve("base_pretrain", "tiny").to_dict(),
-            "metrics": summary["scores"], "checks": checks, "train_wall_s": run.summary.get("train_wall_s"),
+            "command": "make base", "config_hash": h,
+            "recipes": {n: recipes.resolve(n, "tiny").to_dict() for n in BASE_STAGES},
+            "metrics": summary["scores"], "checks": checks, "train_wall_s": {n: v.get("train_wall_s") for n, v in stages.items()},
+            "stage_provenance": {n: v.get("provenance") for n, v in stages.items() if v.get("provenance")},
             "wall_time_s": summary["meta"]["wall_time_s"], "versions": summary["meta"]["versions"]})
     print({k: summary["scores"][k] for k in ("watch", "lvis")}, {k: v for k, v in summary["scores"]["saco"].items()
                                                                  if not isinstance(v, dict)}, checks)
