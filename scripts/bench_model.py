@@ -19,13 +19,16 @@ from common.model import SPECS, PRESENCE_PREFIXES, WordTokenizer, build_model, c
 
 def bench(scale: str, images: int, phrases: int, steps: int) -> dict:
     """Median s/step of a full training step (one positive per image, the rest negatives)."""
+    from common.recipes import tokenizer_for
+
     spec = SPECS[scale]
-    tok = WordTokenizer([f"w{i}" for i in range(60)], spec.max_text_len)
+    tok = tokenizer_for(scale)  # the worlds' real word vocabulary
+    words = tok.words[len(WordTokenizer.SPECIAL):]
     model = build_model(scale, len(tok)).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     rng = np.random.default_rng(0)
     px = torch.randn(images, 3, spec.image_size, spec.image_size)
-    ids, am = tok([f"w{rng.integers(60)} w{rng.integers(60)}" for _ in range(images * phrases)])
+    ids, am = tok([f"{words[rng.integers(len(words))]} {words[rng.integers(len(words))]}" for _ in range(images * phrases)])
     idx = torch.arange(images).repeat_interleave(phrases)
     size = spec.grid * 4
     targets = []
