@@ -15,6 +15,7 @@ Usage: python scripts/make_base.py [--scale tiny] [--force]
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import numpy as np
@@ -111,7 +112,7 @@ def main() -> None:
     h = recipes.base_hash(args.scale, worlds_hash(args.scale))
     summary = {"meta": run_meta(vars(args), recipes.resolve("base_pretrain", args.scale).seed, t0), "scale": args.scale,
                "config_hash": h, "train": stages, "scores": {k: {kk: vv for kk, vv in v.items()
-                                                                      if not kk.startswith("per_")} for k, v in scores.items()},
+                                                                      if not kk.startswith(("per_", "task_"))} for k, v in scores.items()},
                "text_health": health, "targets": TARGETS, "checks": checks}
     atomic_write_json(out_dir / "base.json", summary)
     figures(stage_logs(args.scale), health, out_dir)
@@ -123,8 +124,8 @@ def main() -> None:
             "metrics": summary["scores"], "checks": checks, "train_wall_s": {n: v.get("train_wall_s") for n, v in stages.items()},
             "stage_provenance": {n: v.get("provenance") for n, v in stages.items() if v.get("provenance")},
             "wall_time_s": summary["meta"]["wall_time_s"], "versions": summary["meta"]["versions"]})
-    print({k: summary["scores"][k] for k in ("watch", "lvis")}, {k: v for k, v in summary["scores"]["saco"].items()
-                                                                 if not isinstance(v, dict)}, checks)
+    brief = {s: {k: v for k, v in summary["scores"][s].items() if isinstance(v, (int, float))} for s in summary["scores"]}
+    print(json.dumps({"scores": brief, "text_health_mean_cos": health["mean_offdiag_cos"], "checks": checks}, indent=1))
 
 
 if __name__ == "__main__":
