@@ -15,7 +15,7 @@ from pathlib import Path
 
 from common import recipes
 from common.evaluate import evaluate_model
-from common.io import RESULTS, atomic_write_json, atomic_write_text, read_json, run_meta
+from common.io import RESULTS, atomic_write_json, atomic_write_text, exclusive, read_json, run_meta
 
 DEFAULT = ("base",) + recipes.POST01 + recipes.POST02
 
@@ -50,8 +50,6 @@ def main() -> None:
     t0 = time.time()
     names = [n for n in args.recipes.split(",") if n]
     out = Path(args.out) if args.out else (RESULTS / "recipes.json" if args.scale == "tiny" else RESULTS / "micro" / "recipes.json")
-    prior = read_json(out)["recipes"] if out.exists() else {}
-    scores = dict(prior)
     for name in names:
         t = time.time()
         run = None if name == "base" else recipes.train(name, args.scale)
@@ -61,13 +59,14 @@ def main() -> None:
         s = evaluate_model(model, args.scale)
         s["train"] = run.summary if run else {}
         s["eval_wall_s"] = round(time.time() - t, 1)
-        scores[name] = s
         print(name, {k: round(v, 3) if isinstance(v, float) else v for k, v in headline_rows({name: s})[0].items()})
-        atomic_write_json(out, {"meta": run_meta(vars(args), 0, t0), "scale": args.scale, "recipes": scores})
-    if args.train_only:
-        return
-    rows = headline_rows(scores)
-    atomic_write_text(out.with_suffix(".md"), f"# Recipes at {args.scale} scale\n\n" + markdown(rows))
+        with exclusive(out.with_suffix(".lock")):  # several `eval` processes may share one results file
+            scores = read_json(out)["recipes"] if out.exists() else {}
+            scores[name] = s
+            order = [n for n in DEFAULT if n in scores] + sorted(n for n in scores if n not in DEFAULT)
+            scores = {n: scores[n] for n in order}
+            atomic_write_json(out, {"meta": run_meta(vars(args), 0, t0), "scale": args.scale, "recipes": scores})
+            atomic_write_text(out.with_suffix(".md"), f"# Recipes at {args.scale} scale\n\n" + markdown(headline_rows(scores)))
 
 
 if __name__ == "__main__":
