@@ -97,7 +97,10 @@ def main() -> None:
     from common.model import build_model, load_into, load_state
 
     model = build_model(args.scale, len(tok))
-    load_into(model, load_state(run.run_dir / "full.safetensors"), source=str(run.run_dir))
+    state = load_state(run.run_dir / "full.safetensors")
+    if args.scale == "tiny":  # score exactly what is committed: the fp16-rounded weights every later run starts from
+        state = {k: v.half().float() if v.is_floating_point() else v for k, v in state.items()}
+    load_into(model, state, source=str(run.run_dir))
     model.eval()
     scores = evaluate_model(model, args.scale)
     from common.worlds import vocabulary_phrases
