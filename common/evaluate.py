@@ -145,6 +145,15 @@ def evaluate_model(model: torch.nn.Module, scale: str, suites: Sequence[str] = t
     return out
 
 
+def eval_cache_path(name, scale: str, suites: Sequence[str] = tuple(SUITES), step: int | None = None,
+                    train_if_missing: bool = True):
+    """The cache file of :func:`evaluate_run`: ``<artifact dir>/eval-<step|final>-<suites>.json``."""
+    from common import recipes
+
+    d = recipes.artifact_dir(name, scale, train_if_missing)
+    return d / f"eval-{'final' if step is None else step}-{'-'.join(suites)}.json"
+
+
 def evaluate_run(name, scale: str, suites: Sequence[str] = tuple(SUITES), step: int | None = None,
                  force: bool = False) -> dict:
     """Scores of recipe ``name`` (a name, a Recipe, or "base") — trained if needed — cached beside the run.
@@ -154,14 +163,8 @@ def evaluate_run(name, scale: str, suites: Sequence[str] = tuple(SUITES), step: 
     """
     from common import recipes
     from common.io import atomic_write_json, exclusive, read_json
-    from common.worlds import worlds_hash
 
-    if name == "base":
-        d = recipes.RUNS / scale / f"base-{recipes.base_hash(scale, worlds_hash(scale))}"
-    else:
-        recipes.train(name, scale)
-        d = recipes.run_dir(name, scale)
-    path = d / f"eval-{'final' if step is None else step}-{'-'.join(suites)}.json"
+    path = eval_cache_path(name, scale, suites, step)
     with exclusive(path.with_suffix(".lock")):
         if path.exists() and not force:
             return read_json(path)

@@ -88,14 +88,8 @@ def fusion_norm_run(name, scale: str, layer: int = 5, force: bool = False) -> di
     """:func:`fusion_output_norm` of recipe ``name`` (or "base"), cached as ``probe-fusion<L>-norm.json`` in its run dir."""
     from common import recipes
     from common.io import atomic_write_json, read_json
-    from common.worlds import worlds_hash
 
-    if name == "base":
-        d = recipes.RUNS / scale / f"base-{recipes.base_hash(scale, worlds_hash(scale))}"
-    else:
-        recipes.train(name, scale)
-        d = recipes.run_dir(name, scale)
-    path = d / f"probe-fusion{layer}-norm.json"
+    path = recipes.artifact_dir(name, scale) / f"probe-fusion{layer}-norm.json"
     if path.exists() and not force:
         return read_json(path)
     out = fusion_output_norm(recipes.load_model(name, scale), scale, layer)

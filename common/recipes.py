@@ -337,6 +337,18 @@ def run_dir(name: str | Recipe, scale: str) -> Path:
     return RUNS / scale / f"{r.name}-{run_hash(r, scale, worlds_hash(scale))}"
 
 
+def artifact_dir(name: str | Recipe, scale: str, train_if_missing: bool = True) -> Path:
+    """Where per-model caches (evaluations, probes) live: the run directory (trained if needed and allowed),
+    or ``data/runs/<scale>/base-<hash>/`` for ``"base"``."""
+    from common.worlds import worlds_hash
+
+    if name == "base":
+        return RUNS / scale / f"base-{base_hash(scale, worlds_hash(scale))}"
+    if train_if_missing:
+        train(name, scale)
+    return run_dir(name, scale)
+
+
 def load_model(name: str | Recipe, scale: str, train_if_missing: bool = True, merge: bool = True,
                step: int | None = None) -> torch.nn.Module:
     """A model in the state recipe ``name`` leaves it (``base`` = the base model), in eval mode.

@@ -28,9 +28,9 @@ def default_jobs() -> int:
 
 
 def _eval_cache(name: str, scale: str, suites: Sequence[str]) -> Path:
-    from common import recipes
+    from common.evaluate import eval_cache_path
 
-    return recipes.run_dir(name, scale) / f"eval-final-{'-'.join(suites)}.json"
+    return eval_cache_path(name, scale, suites, train_if_missing=False)
 
 
 def is_cached(name: str, scale: str, suites: Sequence[str]) -> bool:
