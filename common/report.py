@@ -131,12 +131,15 @@ def pairs(result: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _fmt(v: Any) -> str:
+def fmt_cell(v: Any) -> str:
+    """One Markdown cell: floats to 4 significant digits, dicts as ``k: v`` lists, ``|`` escaped (the posts' labels use it)."""
     if v is None:
         return "—"
     if isinstance(v, float):
         return f"{v:.4g}"
-    return str(v)
+    if isinstance(v, dict):
+        return ", ".join(f"{k}: {x}" for k, x in v.items())
+    return str(v).replace("|", "\\|")
 
 
 def markdown_table(rows: Sequence[dict[str, Any]], published: Sequence[dict[str, Any]] | None = None,
@@ -156,16 +159,16 @@ def markdown_table(rows: Sequence[dict[str, Any]], published: Sequence[dict[str,
     for r in rows:
         cells = []
         for k in keys:
-            cells.append(_fmt(r.get(k)))
+            cells.append(fmt_cell(r.get(k)))
             if k in specs:
                 try:
                     p = pub.value(specs[k]["source"], specs[k]["table"], str(r.get("row")), specs[k]["column"])
-                    cells.append(p["printed"])
+                    cells.append(fmt_cell(p["printed"]))
                 except (KeyError, FileNotFoundError):
                     cells.append("—")
         lines.append("| " + " | ".join(cells) + " |")
     if specs:
-        src = "; ".join(f"`{k}` ← {p['source']} Table {p['table']}, column “{p['column']}”"
+        src = "; ".join(f"`{k}` ← {p['source']} Table {p['table']}, column “{p['column']}”".replace("|", "\\|")
                         + (f" (ours ×{p['factor']:g})" if float(p.get('factor', 1)) != 1 else "") for k, p in specs.items())
         lines.append("")
         lines.append(f"Published values by row label (`row`): {src}.")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from common.io import RESULTS
+from common.report import fmt_cell, markdown_table
 
 
 def results_root(out: Path, scale: str) -> Path:
@@ -61,42 +62,6 @@ def claim_verdicts(ids: Sequence[str], out: Path, scale: str) -> list[dict]:
     return [claims.evaluate(claims.by_id(i), res, scale).to_dict() for i in ids]
 
 
-def _cell(v: Any) -> str:
-    if v is None:
-        return "—"
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    if isinstance(v, dict):
-        return ", ".join(f"{k}: {x}" for k, x in v.items())
-    return str(v).replace("|", "\\|")
-
-
-def markdown_table(rows: Sequence[dict], published: Sequence[dict] | None = None, keys: Sequence[str] | None = None) -> str:
-    """:func:`common.report.markdown_table` with ``|`` escaped in cells (the post's labels contain it)."""
-    from common import published as pub
-
-    keys = list(keys or dict.fromkeys(k for r in rows for k in r))
-    specs = {p["key"]: p for p in published or []}
-    head = [h for k in keys for h in ([k, f"{k} (published)"] if k in specs else [k])]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        cells = []
-        for k in keys:
-            cells.append(_cell(r.get(k)))
-            if k in specs:
-                try:
-                    cells.append(_cell(pub.value(specs[k]["source"], specs[k]["table"], str(r.get("row")),
-                                                 specs[k]["column"])["printed"]))
-                except (KeyError, FileNotFoundError):
-                    cells.append("—")
-        lines.append("| " + " | ".join(cells) + " |")
-    if specs:
-        src = "; ".join(f"`{k}` ← {p['source']} Table {p['table']}, column “{p['column']}”".replace("|", "\\|")
-                        + (f" (ours ×{p['factor']:g})" if float(p.get("factor", 1)) != 1 else "") for k, p in specs.items())
-        lines += ["", f"Published values by row label (`row`): {src}."]
-    return "\n".join(lines) + "\n"
-
-
 def emit(args, table_id: str, rows: list[dict], *, t0: float, config: dict, script: str, title: str,
          published: list[dict] | None = None, verdicts: list[dict] | None = None, extra: dict | None = None,
          notes: str = "", md_keys: Sequence[str] | None = None, figure: Callable[[dict], Any] | None = None,
@@ -126,12 +91,12 @@ def emit(args, table_id: str, rows: list[dict], *, t0: float, config: dict, scri
     own = [v for v in verdicts if "check" in v]
     if own:
         md += ["", "| check | verdict | detail | published |", "|---|---|---|---|"]
-        md += [f"| {_cell(v['check'])} | **{v['verdict']}** | {_cell(v['detail'])} | {_cell(v.get('published', ''))} |"
+        md += [f"| {fmt_cell(v['check'])} | **{v['verdict']}** | {fmt_cell(v['detail'])} | {fmt_cell(v.get('published', ''))} |"
                for v in own]
     cl = [v for v in verdicts if "claim" in v]
     if cl:
         md += ["", "| claim | verdict | detail |", "|---|---|---|"]
-        md += [f"| {v['claim']} | **{v['verdict']}** | {_cell(v['detail'])} |" for v in cl]
+        md += [f"| {v['claim']} | **{v['verdict']}** | {fmt_cell(v['detail'])} |" for v in cl]
     if notes:
         md += ["", notes]
     atomic_write_text(path.with_suffix(".md"), "\n".join(md) + "\n")
