@@ -143,8 +143,38 @@ LATER = ("p01-9.1-ffn-widest", "p01-9.17-mp-converges", "p01-9.17-e90-noise", "p
          "p01-9.13-mp-lora-beats-ft", "p01-9.13-alpha-lever")
 
 
-def score(r: Results, key: str) -> dict:
-    """One scorecard row: our verdict and empirical result (or "not yet run" / "error")."""
+#: Predictions read off watch-IoU orderings: meaningless unless the fine-tunes learned the watch task.
+IOU_BASED = {"mp_ceiling", "rslora_shape", "rslora_constant", "r48_direction", "ood_penalty",
+             "p01-9.19-adalora-init", "p01-9.13-mp-lora-beats-ft", "p01-9.13-alpha-lever"}
+LEARNED_GAIN = 0.3  # common.claims "p01-1-watch-task-learned": frozen_te − base watch IoU
+
+
+def task_learned(r: Results) -> tuple[bool | None, str]:
+    """Did the watch fine-tune learn the task at this scale? (the precondition of every IoU ordering)
+
+    The registered claim p01-1-watch-task-learned (results/recipes.json), else the same test on Table 9.13;
+    None when neither has been written."""
+    v = claims.evaluate(claims.by_id("p01-1-watch-task-learned"), r)
+    if v.verdict in ("holds", "fails"):
+        return v.verdict == "holds", f"[p01-1-watch-task-learned] {v.detail}"
+    try:
+        t = "post01/table-9.13"
+        gain = r.cell(t, "watch_iou", recipe="frozen_te") - r.cell(t, "watch_iou", recipe="base")
+    except NotYetRun:
+        return None, "unknown (neither recipes.json nor table-9.13 written)"
+    ok, d = cmp(gain, ">=", LEARNED_GAIN, "[table-9.13] IoU gain frozen_te − base")
+    return ok, d
+
+
+def gate(key: str, verdict: str, detail: str, learned: tuple[bool | None, str]) -> tuple[str, str]:
+    """An IoU-based verdict becomes "not measurable" when the fine-tunes did not learn the task."""
+    if key in IOU_BASED and learned[0] is False and verdict not in ("not yet run", "error"):
+        return "not measurable (task not learned)", f"{learned[1]} ✗ — IoU orderings are noise; would read “{verdict}”: {detail}"
+    return verdict, detail
+
+
+def score(r: Results, key: str, learned: tuple[bool | None, str] = (None, "")) -> dict:
+    """One scorecard row: our verdict and empirical result (or "not yet run" / "error" / "not measurable")."""
     r.touched = {}
     try:
         verdict, detail, nums = CHECKS[key](r)
@@ -152,6 +182,7 @@ def score(r: Results, key: str) -> dict:
         verdict, detail, nums = "not yet run", str(e), {}
     except Exception as e:  # noqa: BLE001 - reported, never hidden
         verdict, detail, nums = "error", f"{type(e).__name__}: {e}", {}
+    verdict, detail = gate(key, verdict, detail, learned)
     return {"verdict": verdict, "empirical": detail, "files": sorted(r.touched), **nums}
 
 
@@ -167,24 +198,27 @@ def main(argv=None) -> dict:
     from common.report import results_root as rr
 
     res = Results(rr(args.scale, section.results_root(args.out, args.scale)))
+    learned = task_learned(res)
     rows = []
     for key, label in PREDICTIONS.items():
-        rows.append({"row": label, "key": key, **score(res, key), "post_verdict": POST_VERDICT[key],
+        rows.append({"row": label, "key": key, **score(res, key, learned), "post_verdict": POST_VERDICT[key],
                      "post_empirical": published_empirical(label) or None})
     later = []
     for cid in LATER:
         v = claims.evaluate(claims.by_id(cid), res, args.scale)
         c = claims.by_id(cid)
+        verdict, detail = gate(cid, {"holds": "confirmed", "fails": "not confirmed"}.get(v.verdict, v.verdict), v.detail, learned)
         later.append({"key": cid, "source": c.source, "prediction": c.statement, "quote": c.quote,
-                      "verdict": {"holds": "confirmed", "fails": "not confirmed"}.get(v.verdict, v.verdict),
-                      "empirical": v.detail})
+                      "verdict": verdict, "empirical": detail})
     n = {k: sum(r["verdict"].startswith(k) for r in rows) for k in ("confirmed", "not confirmed", "not yet run")}
     directional = sum(r["verdict"].startswith(HOLDS) for r in rows)
-    extra = {"later_predictions": later, "summary": {"directional_holds": directional, "of": len(rows), **n,
-                                                      "post": "6 of 7 in direction"}}
+    extra = {"later_predictions": later, "task_learned": {"learned": learned[0], "detail": learned[1]},
+             "summary": {"directional_holds": directional, "of": len(rows), **n, "post": "6 of 7 in direction"}}
     later_md = ["", "## §11–§12 predictions (claims)", "", "| claim | source | verdict | ours |", "|---|---|---|---|"]
-    later_md += [f"| {x['key']} | {x['source']} | {x['verdict']} | {x['empirical']} |" for x in later]
+    later_md += [f"| {x['key']} | {x['source']} | {x['verdict']} | {x['empirical'].replace('|', chr(92) + '|')} |" for x in later]
     notes = (f"Score: {directional} of {len(rows)} predictions hold in direction (post: 6 of 7 in direction). "
+             f"Did the watch fine-tune learn the task at this scale? {learned[1]} — IoU-based predictions are "
+             "\"not measurable\" where it did not. "
              "`post_empirical` / `post_verdict` are the post's cells, shown beside ours.\n" + "\n".join(later_md))
     section.emit(args, "9.14", rows, t0=t0, config={"scale": args.scale, "results_root": str(res.root)},
                 extra=extra, title="Table 9.14 — mathematical predictions vs our results", notes=notes,
@@ -202,7 +236,7 @@ def figure(result: dict):
     items = [(r["row"], r["verdict"], r.get("post_verdict")) for r in result["rows"]]
     items += [(f"{x['source']}: {x['key']}", x["verdict"], "confirmed (post's text)") for x in result.get("later_predictions", [])]
     colour = lambda v: ("#2e8b57" if v.startswith(HOLDS) else  # noqa: E731
-                        "#bbbbbb" if v in ("not yet run", "error") else "#c0392b")
+                        "#bbbbbb" if v.startswith(("not yet run", "error", "not measurable", "not testable")) else "#c0392b")
     fig, ax = plt.subplots(figsize=(11, 0.42 * len(items) + 1))
     for i, (label, ours, post) in enumerate(items):
         y = len(items) - i
@@ -216,7 +250,7 @@ def figure(result: dict):
     ax.set_xlim(0, 1)
     ax.set_ylim(0.3, len(items) + 1.6)
     ax.axis("off")
-    ax.set_title("Table 9.14 — did the math hold? (green holds, red not, grey not yet run)", fontsize=10)
+    ax.set_title("Table 9.14 — did the math hold? (green holds, red not, grey not yet run / not measurable)", fontsize=10)
     return fig
 
 
