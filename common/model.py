@@ -22,7 +22,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from transformers import (
     CLIPTextConfig,
     Sam3Config,

@@ -11,7 +11,6 @@ while keeping the ratios the posts give (Post 02: replay 1 per 10 / 1 per 100 ba
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,7 +19,7 @@ import torch
 
 from common.io import DATA, atomic_write_json, read_json
 from common.losses import LossWeights
-from common.model import (MODULES, PRESENCE_PREFIXES, SPECS, WordTokenizer, build_model, config_hash,
+from common.model import (MODULES, SPECS, WordTokenizer, build_model, config_hash,
                           fusion_layer_prefixes, load_into, load_state)
 from common.schedules import Schedule, match_then_boost
 

@@ -11,7 +11,6 @@ uninterrupted one would have seen.
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass
