@@ -36,16 +36,14 @@ class Prediction:
         return metrics.presence_sigmoid(self.presence_logits[-1])
 
 
-@torch.no_grad()
-def predict(model: torch.nn.Module, ds: PairDataset, tokenizer, image_size: int, pairs: Sequence[Pair] | None = None,
-            images_per_batch: int = 8, threshold: float = metrics.KEEP_THRESHOLD) -> list[Prediction]:
-    """Predictions for ``pairs`` (default: all of ``ds``), one vision forward per image."""
+def _forward_by_image(model: torch.nn.Module, ds: PairDataset, tokenizer, image_size: int,
+                      pairs: Sequence[Pair] | None, images_per_batch: int):
+    """Yield (pair, query logits [Q], presence logits [L], mask logits [Q,h,w], (H, W)), one ViT pass per image."""
     model.eval()
     groups: dict[str, list[Pair]] = defaultdict(list)
     for p in (pairs if pairs is not None else list(ds)):
         groups[str(p.path)].append(p)
     keys = sorted(groups)
-    out: list[Prediction] = []
     for b in range(0, len(keys), images_per_batch):
         chunk = keys[b:b + images_per_batch]
         images, phrases, idx, plist = [], [], [], []
@@ -56,12 +54,36 @@ def predict(model: torch.nn.Module, ds: PairDataset, tokenizer, image_size: int,
                 idx.append(i)
                 plist.append(p)
         ids, am = tokenizer(phrases)
-        o = forward_pairs(model, to_pixels(images, image_size), ids, am, torch.tensor(idx))
+        with torch.no_grad():
+            o = forward_pairs(model, to_pixels(images, image_size), ids, am, torch.tensor(idx))
         for r, p in enumerate(plist):
-            h, w = images[idx[r]].shape[:2]
-            kept = metrics.postprocess(o.logits[-1, r], o.presence[-1, r], o.masks[r], threshold=threshold,
-                                       out_size=(h, w))
-            out.append(Prediction(p, kept, o.presence[:, r].numpy().astype(np.float64)))
+            yield p, o.logits[-1, r], o.presence[:, r], o.masks[r], images[idx[r]].shape[:2]
+
+
+def predict(model: torch.nn.Module, ds: PairDataset, tokenizer, image_size: int, pairs: Sequence[Pair] | None = None,
+            images_per_batch: int = 8, threshold: float = metrics.KEEP_THRESHOLD) -> list[Prediction]:
+    """Predictions for ``pairs`` (default: all of ``ds``), one vision forward per image."""
+    out: list[Prediction] = []
+    for p, logits, presence, masks, hw in _forward_by_image(model, ds, tokenizer, image_size, pairs, images_per_batch):
+        kept = metrics.postprocess(logits, presence[-1], masks, threshold=threshold, out_size=hw)
+        out.append(Prediction(p, kept, presence.numpy().astype(np.float64)))
+    return out
+
+
+def best_query_iou(model: torch.nn.Module, ds: PairDataset, tokenizer, image_size: int,
+                   pairs: Sequence[Pair] | None = None, images_per_batch: int = 8) -> dict[str, float]:
+    """Per positive pair (by ``pair_id``): the best single query mask's IoU with the GT union, no score gate.
+
+    An upper bound on what the read-out could keep: it separates "the model cannot draw the mask" from
+    "it draws it but scores it below the keep threshold" (the diagnosis of the watch fine-tunes, issue #3).
+    """
+    out: dict[str, float] = {}
+    pos = [p for p in (pairs if pairs is not None else list(ds)) if p.masks]
+    for p, _, _, masks, hw in _forward_by_image(model, ds, tokenizer, image_size, pos, images_per_batch):
+        binm = metrics.postprocess(torch.full((masks.shape[0],), 20.0), None, masks, threshold=0.0,
+                                   nms_iou=None, out_size=hw).masks
+        gt = metrics.union_mask(ds.gt_masks(p), hw)
+        out[p.pair_id] = max((metrics.mask_iou(m, gt) for m in binm), default=0.0)
     return out
 
 

@@ -45,7 +45,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from common.io import RESULTS, ROOT, atomic_write_json, save_figure  # noqa: F401  (re-exported for scripts)
 
-SECTIONS = ("post01", "post02", "rank_series")
+SECTIONS = ("post01", "post02", "rank_series", "diagnostics")
 SCALES = ("micro", "tiny", "sam3")
 PALETTE = {"ours": "#1b6ca8", "published": "#c0392b", "sam3": "#2e8b57"}
 #: Optional figure renderers keyed by result file (``"post01/table-9.15"``), for results whose script

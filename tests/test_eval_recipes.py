@@ -20,3 +20,19 @@ def test_eval_recipes_micro(tmp_path, monkeypatch):
     assert doc["recipes"]["frozen_te"]["train"]["steps"] == 3
     table = out.with_suffix(".md").read_text()
     assert "frozen_te" in table and "saco_neg_correct" in table
+
+
+def test_diagnose_watch_micro(tmp_path, monkeypatch):
+    """scripts/diagnose_watch.py at micro: a row for base and each model, IoUs in [0, 1], per-concept stats."""
+    sys.path.insert(0, str(recipes.RUNS.parent.parent / "scripts"))
+    import diagnose_watch
+
+    monkeypatch.setattr(recipes, "RUNS", tmp_path / "runs")
+    res = diagnose_watch.main(["--scale", "micro", "--recipes", "fusion_only", "--out", str(tmp_path / "res")])
+    assert [r["recipe"] for r in res["rows"]] == ["base", "fusion_only"]
+    for r in res["rows"]:
+        for k in ("watch_kept_iou", "watch_best_query_iou", "lvis_kept_miou", "lvis_best_query_miou"):
+            assert 0 <= r[k] <= 1, (k, r[k])
+    assert {v["verdict"] for v in res["verdicts"]} <= {"holds", "does not hold", "not measurable"}
+    doc = json.loads((tmp_path / "res" / "micro" / "diagnostics" / "watch-learnability.json").read_text())
+    assert doc["per_concept"] and "gt_cells" in doc["per_concept"][0]

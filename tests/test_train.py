@@ -80,3 +80,27 @@ def test_committed_base_manifest_matches_the_code():
     assert manifest["config_hash"] == recipes.base_hash("tiny", worlds_hash("tiny")), \
         "the committed base checkpoint was made by another config: run `make base`"
     assert recipes.BASE_CHECKPOINT.exists()
+
+
+def test_best_query_iou_covers_positive_pairs(monkeypatch, tmp_path):
+    """best_query_iou scores every positive pair once, in [0, 1]; a model's best query is ≥ its kept union
+    when at most one mask is kept (the union of one mask is that mask)."""
+    from common.data import load_pairs
+    from common.evaluate import best_query_iou, predict
+    from common.metrics import mask_iou, union_mask
+    from common.model import SPECS
+    from common.worlds import ensure_worlds
+
+    monkeypatch.setattr(recipes, "RUNS", tmp_path / "runs")
+    ds = load_pairs(ensure_worlds(scale="micro")["watch_test"])
+    model = recipes.load_model("base", "micro")
+    tok = recipes.tokenizer_for("micro")
+    pos = [p for p in ds if p.masks][:12]
+    best = best_query_iou(model, ds, tok, SPECS["micro"].image_size, pos)
+    assert set(best) == {p.pair_id for p in pos}
+    assert all(0.0 <= v <= 1.0 for v in best.values())
+    for pred in predict(model, ds, tok, SPECS["micro"].image_size, pos, threshold=0.0):
+        if pred.kept.masks.shape[0] >= 1:
+            gt = union_mask(ds.gt_masks(pred.pair), pred.kept.masks.shape[1:])
+            single = max(mask_iou(m, gt) for m in pred.kept.masks)
+            assert best[pred.pair.pair_id] >= single - 1e-9
