@@ -31,10 +31,13 @@ from common.io import RESULTS, read_json
 Outcome = tuple[bool, str]
 VERDICTS = ("holds", "fails", "not yet run", "error")
 BOTH = ("tiny", "sam3")
+LORA_RANKS = (8, 16, 32, 48)  # Post 01 Table 9.2's LoRA ranks
 #: Recipe names in ``results/recipes.json`` (first) and the aliases a script may have used.
 RECIPE_ALIASES: dict[str, tuple[str, ...]] = {
     "recovery": ("recovery_frozen_te_boost", "recovery", "recovery@2000"),
     "base": ("base", "base_sam3"),
+    # Post 01 Table 9.2's LoRA rows: standard α = r (recipes.POST01_LORA)
+    **{f"lora_r{k}": (f"lora_r{k}_a{k}", f"lora_r{k}") for k in LORA_RANKS},
 }
 #: Metrics stored as fractions in [0, 1] in recipes.json (the posts print some of them ×100).
 FRACTION_METRICS = {"iou", "dice", "neg_correct", "cgF1", "IL_MCC", "pmF1", "pos_mean_IoU", "mean_mask_IoU", "mIoU"}
@@ -251,7 +254,6 @@ def _gap(r: Results, cell: str) -> float:
     return (r.cell("post01/table-2.1", "iou", cell=cell) - a) / (b - a)
 
 
-LORA_RANKS = (8, 16, 32, 48)
 
 # ----------------------------------------------------------------------------- Post 01
 P1 = "post01"

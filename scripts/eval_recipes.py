@@ -17,7 +17,7 @@ from common import recipes
 from common.evaluate import evaluate_model
 from common.io import RESULTS, atomic_write_json, atomic_write_text, exclusive, read_json, run_meta
 
-DEFAULT = ("base",) + recipes.POST01 + recipes.POST02
+DEFAULT = ("base",) + recipes.POST01 + recipes.POST01_LORA + recipes.POST02
 
 
 def headline_rows(scores: dict[str, dict]) -> list[dict]:
