@@ -25,7 +25,7 @@ import numpy as np
 
 from common import cli, recipes, report, section
 from common.data import load_pairs
-from common.evaluate import best_query_iou, eval_cache_path, evaluate_run
+from common.evaluate import best_query_iou, eval_cache_path, evaluate_run, predict
 from common.io import atomic_write_json, exclusive, read_json
 from common.metrics import union_mask
 from common.model import SPECS
@@ -50,12 +50,30 @@ def best_query(name: str, scale: str, split: str, step: int | None) -> dict[str,
     return out
 
 
+def mask_areas(name: str, scale: str, split: str, step: int | None) -> dict[str, float]:
+    """Mean kept-union mask area and GT-union area (fractions of the image) over the positive pairs of ``split``:
+    a model that cannot localise a phrase hedges its mask probabilities below 0.5 and keeps near-empty masks."""
+    path = eval_cache_path(name, scale, (f"areas_{split}",), step)
+    with exclusive(path.with_suffix(".lock")):
+        if path.exists():
+            return read_json(path)
+        ds = load_pairs(ensure_worlds(scale=scale)[split])
+        preds = predict(recipes.load_model(name, scale, step=step), ds, recipes.tokenizer_for(scale),
+                        SPECS[scale].image_size, [p for p in ds if p.masks])
+        kept = [union_mask(p.kept.masks, ds.gt_masks(p.pair).shape[1:]).mean() for p in preds]
+        gt = [union_mask(ds.gt_masks(p.pair)).mean() for p in preds]
+        out = {"kept_area": float(np.mean(kept)), "gt_area": float(np.mean(gt))}
+        atomic_write_json(path, out)
+    return out
+
+
 def checkpoints(name: str, scale: str) -> list[tuple[int | None, int]]:
     """(step argument, step number) of every saved checkpoint at or after MIN_STEP, then the final model."""
     recipes.train(name, scale)
     d = recipes.run_dir(name, scale)
     cfg = read_json(d / "config.json")["recipe"]
-    steps = [s for s in cfg["checkpoints"] if s >= MIN_STEP and (d / f"step-{s}.safetensors").exists()]
+    steps = [s for s in cfg["checkpoints"]
+             if MIN_STEP <= s < cfg["steps"] and (d / f"step-{s}.safetensors").exists()]
     return [(s, s) for s in steps] + [(None, cfg["steps"])]
 
 
@@ -64,8 +82,11 @@ def point(name: str, scale: str, step: int | None) -> dict:
     kept = evaluate_run(name, scale, ("watch", "lvis"), step=step)
     bw = best_query(name, scale, "watch_test", step)
     bl = best_query(name, scale, "lvis_val", step)
+    aw, al = mask_areas(name, scale, "watch_test", step), mask_areas(name, scale, "lvis_val", step)
     return {"watch_kept_iou": kept["watch"]["iou"], "watch_best_query_iou": float(np.mean(list(bw.values()))),
             "lvis_kept_miou": kept["lvis"]["mIoU"], "lvis_best_query_miou": float(np.mean(list(bl.values()))),
+            "watch_kept_area": aw["kept_area"], "watch_gt_area": aw["gt_area"],
+            "lvis_kept_area": al["kept_area"], "lvis_gt_area": al["gt_area"],
             "watch_presence_sigmoid": kept["watch"]["pos_presence_sigmoid_mean"]}
 
 
@@ -120,6 +141,12 @@ def main(argv=None) -> dict:
             f"{base['lvis_kept_miou']:.3f})",
             "Post 01 Table 4.2 / Post 02 §1: watch IoU 0.23 → 0.92, LVIS mIoU 56.4 → 53.9"))
         fin = traj[-1]
+        verdicts.append(section.verdict(
+            f"{name}: kept masks keep their size on LVIS (kept area ≥ ½ of base's at the end)",
+            fin["lvis_kept_area"] >= 0.5 * base["lvis_kept_area"],
+            f"LVIS kept-mask area {fin['lvis_kept_area']:.3f} vs base {base['lvis_kept_area']:.3f} (GT "
+            f"{base['lvis_gt_area']:.3f}); watch {fin['watch_kept_area']:.4f} vs base {base['watch_kept_area']:.4f} "
+            f"(GT {base['watch_gt_area']:.3f})"))
         verdicts.append(section.verdict(
             f"{name}: the score read-out is not the blocker (best-query − kept watch IoU < 0.02 at the end)",
             fin["watch_best_query_iou"] - fin["watch_kept_iou"] < 0.02,
