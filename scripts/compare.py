@@ -31,7 +31,8 @@ from common.io import RESULTS, ROOT, atomic_write_json, atomic_write_text, read_
 BEGIN, END = "<!-- status:begin -->", "<!-- status:end -->"
 POST_TITLES = {"post01": "Post 01 — how SAM3 learns a watch task (LoRA, MP-rank, α)",
                "post02": "Post 02 — refusal collapse and its repair",
-               "rank_series": "Rank series — Paper 86 (true gradient effective rank)"}
+               "rank_series": "Rank series — Paper 86 (true gradient effective rank)",
+               "diagnostics": "Diagnostics — why a reproduction does (not) hold at this scale"}
 WATCH_IOU, LVIS_MIOU = ("watch", "iou", 1.0), ("lvis", "mIoU", 1.0)
 NEG = ("saco", "neg_correct", 100.0)
 CG, PM, MCC = ("saco", "cgF1", 100.0), ("saco", "pmF1", 100.0), ("saco", "IL_MCC", 1.0)
