@@ -269,6 +269,8 @@ def status_block(rep: dict[str, Any]) -> str:
     counts = []
     for post in report.SECTIONS:
         cs = [c for c in rep["claims"] if c["post"] == post and "tiny" in c["verdicts"]]
+        if not cs:
+            continue
         n = {k: sum(c["verdicts"]["tiny"]["verdict"] == k for c in cs) for k in C.VERDICTS}
         counts.append(f"| {post} | {len(cs)} | {n['holds']} | {n['fails']} | {n['not yet run']} | {n['error']} |")
     lines = [BEGIN, "## Reproduction status", "",
