@@ -70,20 +70,24 @@ def predict(model: torch.nn.Module, ds: PairDataset, tokenizer, image_size: int,
     return out
 
 
-def best_query_iou(model: torch.nn.Module, ds: PairDataset, tokenizer, image_size: int,
-                   pairs: Sequence[Pair] | None = None, images_per_batch: int = 8) -> dict[str, float]:
-    """Per positive pair (by ``pair_id``): the best single query mask's IoU with the GT union, no score gate.
+def mask_readout(model: torch.nn.Module, ds: PairDataset, tokenizer, image_size: int,
+                 pairs: Sequence[Pair] | None = None, images_per_batch: int = 8) -> dict[str, dict[str, float]]:
+    """Per positive pair (by ``pair_id``): ``best_query_iou`` — the best single query mask's IoU with the GT
+    union, no score gate — and the areas (fractions of the image) of the kept-mask union and the GT union.
 
-    An upper bound on what the read-out could keep: it separates "the model cannot draw the mask" from
-    "it draws it but scores it below the keep threshold" (the diagnosis of the watch fine-tunes, issue #3).
+    Best-query IoU bounds what the read-out could keep: it separates "the model cannot draw the mask" from
+    "it draws it but scores it below the keep threshold"; a kept area far below the GT area shows masks that
+    hedge below 0.5 (the diagnosis of the watch fine-tunes, issue #3).
     """
-    out: dict[str, float] = {}
+    out: dict[str, dict[str, float]] = {}
     pos = [p for p in (pairs if pairs is not None else list(ds)) if p.masks]
-    for p, _, _, masks, hw in _forward_by_image(model, ds, tokenizer, image_size, pos, images_per_batch):
-        binm = metrics.postprocess(torch.full((masks.shape[0],), 20.0), None, masks, threshold=0.0,
-                                   nms_iou=None, out_size=hw).masks
+    for p, logits, presence, masks, hw in _forward_by_image(model, ds, tokenizer, image_size, pos, images_per_batch):
+        every = metrics.postprocess(torch.full((masks.shape[0],), 20.0), None, masks, threshold=0.0,
+                                    nms_iou=None, out_size=hw).masks
+        kept = metrics.postprocess(logits, presence[-1], masks, out_size=hw).masks
         gt = metrics.union_mask(ds.gt_masks(p), hw)
-        out[p.pair_id] = max((metrics.mask_iou(m, gt) for m in binm), default=0.0)
+        out[p.pair_id] = {"best_query_iou": max((metrics.mask_iou(m, gt) for m in every), default=0.0),
+                          "kept_area": float(metrics.union_mask(kept, hw).mean()), "gt_area": float(gt.mean())}
     return out
 
 
@@ -184,12 +188,7 @@ def evaluate_run(name, scale: str, suites: Sequence[str] = tuple(SUITES), step: 
     ``data/runs/<scale>/base-<hash>/``), so every table that needs a run's scores computes them once.
     """
     from common import recipes
-    from common.io import atomic_write_json, exclusive, read_json
+    from common.io import cached_json
 
-    path = eval_cache_path(name, scale, suites, step)
-    with exclusive(path.with_suffix(".lock")):
-        if path.exists() and not force:
-            return read_json(path)
-        scores = evaluate_model(recipes.load_model(name, scale, step=step), scale, suites)
-        atomic_write_json(path, scores)
-    return scores
+    return cached_json(eval_cache_path(name, scale, suites, step),
+                       lambda: evaluate_model(recipes.load_model(name, scale, step=step), scale, suites), force=force)

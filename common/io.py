@@ -93,6 +93,18 @@ def exclusive(path: str | Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def cached_json(path: str | Path, compute, force: bool = False):
+    """``path``'s JSON if it exists (and not ``force``), else ``compute()`` written there atomically; under a
+    lock, so parallel processes compute it once."""
+    path = Path(path)
+    with exclusive(path.with_suffix(".lock")):
+        if path.exists() and not force:
+            return read_json(path)
+        value = compute()
+        atomic_write_json(path, value)
+    return value
+
+
 def package_versions() -> dict[str, str]:
     """Versions of the packages whose behaviour the numbers depend on."""
     out = {"python": platform.python_version()}

@@ -23,10 +23,10 @@ from collections import defaultdict
 
 import numpy as np
 
-from common import cli, recipes, report, section
+from common import cli, recipes, section
 from common.data import load_pairs
-from common.evaluate import best_query_iou, eval_cache_path, evaluate_run, predict
-from common.io import atomic_write_json, exclusive, read_json
+from common.evaluate import eval_cache_path, evaluate_run, mask_readout
+from common.io import cached_json, read_json
 from common.metrics import union_mask
 from common.model import SPECS
 from common.worlds import WATCH_PRETRAIN_CONCEPTS, ensure_worlds
@@ -36,35 +36,17 @@ MIN_STEP = 6  # checkpoints before this are indistinguishable from base at tiny 
 GAIN = 0.05  # a watch gain / LVIS loss counts when it exceeds this (IoU points as a fraction)
 
 
-def best_query(name: str, scale: str, split: str, step: int | None) -> dict[str, float]:
-    """Best-query IoU per positive pair of ``split`` for a run's checkpoint (cached beside the run)."""
-    path = eval_cache_path(name, scale, (f"bestq_{split}",), step)
-    with exclusive(path.with_suffix(".lock")):
-        if path.exists():
-            return read_json(path)
-        paths = ensure_worlds(scale=scale)
-        ds = load_pairs(paths[split])
-        model = recipes.load_model(name, scale, step=step)
-        out = best_query_iou(model, ds, recipes.tokenizer_for(scale), SPECS[scale].image_size)
-        atomic_write_json(path, out)
-    return out
-
-
-def mask_areas(name: str, scale: str, split: str, step: int | None) -> dict[str, float]:
-    """Mean kept-union mask area and GT-union area (fractions of the image) over the positive pairs of ``split``:
-    a model that cannot localise a phrase hedges its mask probabilities below 0.5 and keeps near-empty masks."""
-    path = eval_cache_path(name, scale, (f"areas_{split}",), step)
-    with exclusive(path.with_suffix(".lock")):
-        if path.exists():
-            return read_json(path)
+def readout(name: str, scale: str, split: str, step: int | None) -> dict[str, float]:
+    """Means over the positive pairs of ``split`` of :func:`common.evaluate.mask_readout` for a run's checkpoint
+    (best-query IoU, kept-union area, GT-union area), cached beside the run."""
+    def compute() -> dict[str, float]:
         ds = load_pairs(ensure_worlds(scale=scale)[split])
-        preds = predict(recipes.load_model(name, scale, step=step), ds, recipes.tokenizer_for(scale),
-                        SPECS[scale].image_size, [p for p in ds if p.masks])
-        kept = [union_mask(p.kept.masks, ds.gt_masks(p.pair).shape[1:]).mean() for p in preds]
-        gt = [union_mask(ds.gt_masks(p.pair)).mean() for p in preds]
-        out = {"kept_area": float(np.mean(kept)), "gt_area": float(np.mean(gt))}
-        atomic_write_json(path, out)
-    return out
+        per = mask_readout(recipes.load_model(name, scale, step=step), ds, recipes.tokenizer_for(scale),
+                           SPECS[scale].image_size)
+        return {"per_pair": per, **{k: float(np.mean([v[k] for v in per.values()]))
+                                    for k in ("best_query_iou", "kept_area", "gt_area")}}
+
+    return cached_json(eval_cache_path(name, scale, (f"readout_{split}",), step), compute)
 
 
 def checkpoints(name: str, scale: str) -> list[tuple[int | None, int]]:
@@ -80,11 +62,9 @@ def checkpoints(name: str, scale: str) -> list[tuple[int | None, int]]:
 def point(name: str, scale: str, step: int | None) -> dict:
     """Kept and best-query IoU on the watch test and the LVIS-like val for one model."""
     kept = evaluate_run(name, scale, ("watch", "lvis"), step=step)
-    bw = best_query(name, scale, "watch_test", step)
-    bl = best_query(name, scale, "lvis_val", step)
-    aw, al = mask_areas(name, scale, "watch_test", step), mask_areas(name, scale, "lvis_val", step)
-    return {"watch_kept_iou": kept["watch"]["iou"], "watch_best_query_iou": float(np.mean(list(bw.values()))),
-            "lvis_kept_miou": kept["lvis"]["mIoU"], "lvis_best_query_miou": float(np.mean(list(bl.values()))),
+    aw, al = readout(name, scale, "watch_test", step), readout(name, scale, "lvis_val", step)
+    return {"watch_kept_iou": kept["watch"]["iou"], "watch_best_query_iou": aw["best_query_iou"],
+            "lvis_kept_miou": kept["lvis"]["mIoU"], "lvis_best_query_miou": al["best_query_iou"],
             "watch_kept_area": aw["kept_area"], "watch_gt_area": aw["gt_area"],
             "lvis_kept_area": al["kept_area"], "lvis_gt_area": al["gt_area"],
             "watch_presence_sigmoid": kept["watch"]["pos_presence_sigmoid_mean"]}
@@ -107,8 +87,8 @@ def concept_stats(scale: str) -> dict[str, dict]:
 def per_concept(name: str, scale: str, concept_of: dict[str, str]) -> dict[str, float]:
     """Best-query IoU of a final model averaged per watch concept."""
     acc: dict[str, list] = defaultdict(list)
-    for pid, v in best_query(name, scale, "watch_test", None).items():
-        acc[concept_of[pid]].append(v)
+    for pid, v in readout(name, scale, "watch_test", None)["per_pair"].items():
+        acc[concept_of[pid]].append(v["best_query_iou"])
     return {c: float(np.mean(v)) for c, v in acc.items()}
 
 

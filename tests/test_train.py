@@ -82,11 +82,13 @@ def test_committed_base_manifest_matches_the_code():
     assert recipes.BASE_CHECKPOINT.exists()
 
 
-def test_best_query_iou_covers_positive_pairs(monkeypatch, tmp_path):
-    """best_query_iou scores every positive pair once, in [0, 1]; a model's best query is ≥ its kept union
-    when at most one mask is kept (the union of one mask is that mask)."""
+def test_mask_readout_covers_positive_pairs(monkeypatch, tmp_path):
+    """mask_readout scores every positive pair once; the best query is at least as good as any single kept mask,
+    and the kept / GT areas are the read-out's and the GT's union areas."""
+    import numpy as np
+
     from common.data import load_pairs
-    from common.evaluate import best_query_iou, predict
+    from common.evaluate import mask_readout, predict
     from common.metrics import mask_iou, union_mask
     from common.model import SPECS
     from common.worlds import ensure_worlds
@@ -96,11 +98,16 @@ def test_best_query_iou_covers_positive_pairs(monkeypatch, tmp_path):
     model = recipes.load_model("base", "micro")
     tok = recipes.tokenizer_for("micro")
     pos = [p for p in ds if p.masks][:12]
-    best = best_query_iou(model, ds, tok, SPECS["micro"].image_size, pos)
-    assert set(best) == {p.pair_id for p in pos}
-    assert all(0.0 <= v <= 1.0 for v in best.values())
+    out = mask_readout(model, ds, tok, SPECS["micro"].image_size, pos)
+    assert set(out) == {p.pair_id for p in pos}
+    for pred in predict(model, ds, tok, SPECS["micro"].image_size, pos):
+        r = out[pred.pair.pair_id]
+        gt = union_mask(ds.gt_masks(pred.pair))
+        assert r["gt_area"] == pytest.approx(gt.mean())
+        assert r["kept_area"] == pytest.approx(union_mask(pred.kept.masks, gt.shape).mean())
+        assert 0.0 <= r["best_query_iou"] <= 1.0
     for pred in predict(model, ds, tok, SPECS["micro"].image_size, pos, threshold=0.0):
-        if pred.kept.masks.shape[0] >= 1:
+        if pred.kept.masks.shape[0]:
             gt = union_mask(ds.gt_masks(pred.pair), pred.kept.masks.shape[1:])
-            single = max(mask_iou(m, gt) for m in pred.kept.masks)
-            assert best[pred.pair.pair_id] >= single - 1e-9
+            assert out[pred.pair.pair_id]["best_query_iou"] >= max(mask_iou(m, gt) for m in pred.kept.masks) - 1e-9
+    assert np.isfinite([r["kept_area"] for r in out.values()]).all()
