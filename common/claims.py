@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable
 from common.io import RESULTS, read_json
 
 Outcome = tuple[bool, str]
-VERDICTS = ("holds", "fails", "not yet run", "error")
+VERDICTS = ("holds", "fails", "not measurable", "not yet run", "error")
 BOTH = ("tiny", "sam3")
 LORA_RANKS = (8, 16, 32, 48)  # Post 01 Table 9.2's LoRA ranks
 #: Recipe names in ``results/recipes.json`` (first) and the aliases a script may have used.
@@ -174,6 +174,7 @@ class Claim:
     reads: tuple[str, ...]        # results files (rel, without .json)
     table: str | None = None      # published table id this claim reads off (data/published)
     scales: tuple[str, ...] = BOTH
+    needs: str | None = None      # a precondition claim: where it fails, this one is "not measurable"
 
 
 @dataclass
@@ -192,18 +193,22 @@ CLAIMS: list[Claim] = []
 
 
 def claim(id: str, post: str, source: str, *, quote: str, statement: str, reads: tuple[str, ...],
-          table: str | None = None, scales: tuple[str, ...] = BOTH) -> Callable[[Callable[[Results], Outcome]], Callable]:
-    """Decorator registering ``fn`` as the predicate of a new claim."""
+          table: str | None = None, scales: tuple[str, ...] = BOTH,
+          needs: str | None = None) -> Callable[[Callable[[Results], Outcome]], Callable]:
+    """Decorator registering ``fn`` as the predicate of a new claim (``needs``: its precondition claim)."""
     def deco(fn: Callable[[Results], Outcome]) -> Callable[[Results], Outcome]:
         if any(c.id == id for c in CLAIMS):
             raise ValueError(f"claim {id!r} registered twice")
-        CLAIMS.append(Claim(id, post, source, quote, statement, fn, reads, table, scales))
+        CLAIMS.append(Claim(id, post, source, quote, statement, fn, reads, table, scales, needs))
         return fn
     return deco
 
 
-def evaluate(c: Claim, results: Results, scale: str = "tiny") -> Verdict:
-    """Run one claim's predicate; never raises."""
+def evaluate(c: Claim, results: Results, scale: str = "tiny", gate: bool = True) -> Verdict:
+    """Run one claim's predicate; never raises. A claim whose precondition (``needs``) fails is "not measurable"
+    (unless ``gate=False``): its predicate's reading is kept in the detail, but an ordering of noise neither
+    holds nor fails."""
+    pre = evaluate(by_id(c.needs), results, scale) if (c.needs and gate) else None
     results.touched = {}
     try:
         ok, detail = c.check(results)
@@ -212,6 +217,8 @@ def evaluate(c: Claim, results: Results, scale: str = "tiny") -> Verdict:
         verdict, detail = "not yet run", str(e)
     except Exception as e:  # noqa: BLE001 - reported, not hidden
         verdict, detail = "error", f"{type(e).__name__}: {e}"
+    if pre is not None and pre.verdict == "fails" and verdict in ("holds", "fails"):
+        verdict, detail = "not measurable", f"precondition {c.needs} fails ({pre.detail}); would read “{verdict}”: {detail}"
     return Verdict(c.id, verdict, detail, scale, dict(results.touched))
 
 
@@ -224,7 +231,8 @@ def evaluate_all(root: str | Path = RESULTS, scale: str = "tiny", claims: Iterab
 def summary_line(verdicts: Iterable[Verdict]) -> str:
     vs = list(verdicts)
     n = {k: sum(v.verdict == k for v in vs) for k in VERDICTS}
-    line = f"{len(vs)} claims: {n['holds']} hold, {n['fails']} fail, {n['not yet run']} not yet run"
+    line = (f"{len(vs)} claims: {n['holds']} hold, {n['fails']} fail, {n['not measurable']} not measurable, "
+            f"{n['not yet run']} not yet run")
     return line + (f", {n['error']} error" if n["error"] else "")
 
 
@@ -257,6 +265,8 @@ def _gap(r: Results, cell: str) -> float:
 
 # ----------------------------------------------------------------------------- Post 01
 P1 = "post01"
+#: The precondition of every in-domain IoU ordering: the watch fine-tune learned the task at this scale.
+LEARNED = "p01-1-watch-task-learned"
 
 
 @claim("p01-1.1-low-rank", P1, "Fig. 1.1", table="fig-1.1", reads=("post01/fig-1.1",),
@@ -268,28 +278,28 @@ def _(r: Results) -> Outcome:
     return cmp(er[g], "<", 0.5, f"max over groups ({g})")
 
 
-@claim("p01-2.1-text-zero", P1, "Table 2.1 cell C", table="2.1", reads=("post01/table-2.1",),
+@claim("p01-2.1-text-zero", P1, "Table 2.1 cell C", table="2.1", needs=LEARNED, reads=("post01/table-2.1",),
        quote="Cell C: the text encoder’s parameters carry 0 % of the gap on their own.",
        statement="swap cell C (text only) recovers under 10 % of the A→B IoU gap (rows: cell, iou)")
 def _(r: Results) -> Outcome:
     return cmp(_gap(r, "C"), "<", 0.10, "gap(C)")
 
 
-@claim("p01-2.1-distributed", P1, "Table 2.1 cells D–F", table="2.1", reads=("post01/table-2.1",),
+@claim("p01-2.1-distributed", P1, "Table 2.1 cells D–F", table="2.1", needs=LEARNED, reads=("post01/table-2.1",),
        quote="Cells D, E, F: no single module reaches the topline; each carries 34–54 %.",
        statement="each single-module cell D, E, F recovers a positive share of the gap but under 90 %")
 def _(r: Results) -> Outcome:
     return every(*(every(cmp(_gap(r, c), ">", 0.0, f"gap({c})"), cmp(_gap(r, c), "<", 0.9, f"gap({c})")) for c in "DEF"))
 
 
-@claim("p01-2.1-downstream", P1, "Table 2.1 cell H", table="2.1", reads=("post01/table-2.1",),
+@claim("p01-2.1-downstream", P1, "Table 2.1 cell H", table="2.1", needs=LEARNED, reads=("post01/table-2.1",),
        quote="Cell H: handing the fine-tune’s fusion and decoder weights to the base vision encoder recovers 68 % of the gap.",
        statement="cell H (F + D) recovers more of the gap than fusion alone (E) or decoder alone (F)")
 def _(r: Results) -> Outcome:
     return cmp(_gap(r, "H"), ">", max(_gap(r, "E"), _gap(r, "F")), "gap(H) vs max(gap(E), gap(F))")
 
 
-@claim("p01-3.2-plateau", P1, "Fig. 3.2", table="fig-3.2", reads=("post01/fig-3.2",),
+@claim("p01-3.2-plateau", P1, "Fig. 3.2", table="fig-3.2", needs=LEARNED, reads=("post01/fig-3.2",),
        quote="Recovery rises through the fusion stack and saturates by fusion[3].",
        statement="patching FT's fusion activation into base: recovery(F[3]) ≥ recovery(F[0]) and F[3..5] within 10 pp of each other (rows: layer, recovery)")
 def _(r: Results) -> Outcome:
@@ -302,7 +312,7 @@ def _(r: Results) -> Outcome:
     return every(cmp(rec["F[3]"], ">=", rec["F[0]"], "F[3] vs F[0]"), cmp(max(plateau) - min(plateau), "<=", 0.10, "spread F[3..5]"))
 
 
-@claim("p01-3.2-decoder-zero", P1, "Fig. 3.2", table="fig-3.2", reads=("post01/fig-3.2",),
+@claim("p01-3.2-decoder-zero", P1, "Fig. 3.2", table="fig-3.2", needs=LEARNED, reads=("post01/fig-3.2",),
        quote="The decoder bars are at exactly 0.0 — patching FT’s decoder activation into base breaks the prediction entirely",
        statement="patching FT's decoder activation into base recovers under 10 % at every decoder layer D[0..5]")
 def _(r: Results) -> Outcome:
@@ -312,7 +322,7 @@ def _(r: Results) -> Outcome:
     return cmp(max(rec.values()), "<", 0.10, "max decoder recovery")
 
 
-@claim("p01-3.3-patch-beats-swap", P1, "Table 3.3", table="3.3", reads=("post01/table-3.3",),
+@claim("p01-3.3-patch-beats-swap", P1, "Table 3.3", table="3.3", needs=LEARNED, reads=("post01/table-3.3",),
        quote="Activation patching at fusion[4] recovers 97.7 % — the extra ~30 points is V_FT’s contribution arriving via the patched activation.",
        statement="gap recovered by patching the fusion[4] activation > gap recovered by the cell-H parameter swap (rows: probe ∈ {patch_fusion4, cell_h_swap}, gap_fraction)")
 def _(r: Results) -> Outcome:
@@ -328,7 +338,7 @@ def _(r: Results) -> Outcome:
     return cmp(_iou(r, "frozen_te") - _iou(r, "base"), ">=", 0.3, "IoU gain frozen_te − base")
 
 
-@claim("p01-4.2-frozen-te-iou", P1, "Table 4.2", table="4.2", reads=("recipes",),
+@claim("p01-4.2-frozen-te-iou", P1, "Table 4.2", table="4.2", needs=LEARNED, reads=("recipes",),
        quote="Freezing the text encoder is strictly better on every metric we measured.",
        statement="watch IoU: frozen_te ≥ all_trainable")
 def _(r: Results) -> Outcome:
@@ -342,7 +352,7 @@ def _(r: Results) -> Outcome:
     return cmp(r.metric("frozen_te", "saco", "cgF1"), ">=", r.metric("all_trainable", "saco", "cgF1"), "cgF1")
 
 
-@claim("p01-4.3-earlier-commit", P1, "Fig. 4.3", table="fig-4.3", reads=("post01/fig-4.3",),
+@claim("p01-4.3-earlier-commit", P1, "Fig. 4.3", table="fig-4.3", needs=LEARNED, reads=("post01/fig-4.3",),
        quote="Freezing the text encoder lets the vision encoder commit to its answer two blocks earlier (block 23 vs block 29) and at a higher peak probe IoU (0.836 vs 0.809).",
        statement="mask-lens probe: frozen_te peaks no later and no lower than all_trainable (rows: recipe, block, probe_iou)")
 def _(r: Results) -> Outcome:
@@ -357,7 +367,7 @@ def _(r: Results) -> Outcome:
                  cmp(peaks["frozen_te"][1], ">=", peaks["all_trainable"][1], "peak probe IoU"))
 
 
-@claim("p01-5.1-decoder-coadapted", P1, "Table 5.1", table="5.1", reads=("post01/table-5.1",),
+@claim("p01-5.1-decoder-coadapted", P1, "Table 5.1", table="5.1", needs=LEARNED, reads=("post01/table-5.1",),
        quote="At any decoder layer, replacing the fine-tune’s activation with base’s produces zero IoU.",
        statement="reverse patch (base → frozen-TE FT): mean IoU over decoder[i] rows < 25 % of the mean over fusion[i] rows (rows: layer, iou)")
 def _(r: Results) -> Outcome:
@@ -369,7 +379,7 @@ def _(r: Results) -> Outcome:
     return cmp(sum(dec) / len(dec), "<", 0.25 * sum(fus) / len(fus), "mean decoder IoU vs 0.25 × mean fusion IoU")
 
 
-@claim("p01-6.2-asymmetry-vanishes", P1, "Table 6.2", table="6.2", reads=("post01/table-6.2",),
+@claim("p01-6.2-asymmetry-vanishes", P1, "Table 6.2", table="6.2", needs=LEARNED, reads=("post01/table-6.2",),
        quote="the catastrophic asymmetry disappears entirely — no layer collapses to zero.",
        statement="reverse patch into the decoder: min over layers of fusion_only_iou > max over layers of frozen_te_iou")
 def _(r: Results) -> Outcome:
@@ -378,7 +388,7 @@ def _(r: Results) -> Outcome:
     return cmp(min(fo.values()), ">", max(ft.values()), "min fusion-only vs max frozen-TE")
 
 
-@claim("p01-6-fusion-only-gap", P1, "§6", table="9.13", reads=("recipes",),
+@claim("p01-6-fusion-only-gap", P1, "§6", table="9.13", needs=LEARNED, reads=("recipes",),
        quote="Most of the in-domain capacity of a vision-language fine-tune lives in the cross-attention fusion stack, not in the encoders or the decoder.",
        statement="fusion_only recovers ≥ 80 % of the base→frozen_te watch-IoU gap (post: 92.5 %)")
 def _(r: Results) -> Outcome:
@@ -386,7 +396,7 @@ def _(r: Results) -> Outcome:
     return cmp((_iou(r, "fusion_only") - b) / (_iou(r, "frozen_te") - b), ">=", 0.8, "gap share")
 
 
-@claim("p01-6.1-f0-smuggled", P1, "Fig. 6.1", table="fig-6.1", reads=("post01/fig-6.1",),
+@claim("p01-6.1-f0-smuggled", P1, "Fig. 6.1", table="fig-6.1", needs=LEARNED, reads=("post01/fig-6.1",),
        quote="In the fusion-only recipe (green), V is byte-identical to base, so F[0]’s cross-attention reads unchanged image features — recovery drops to 2 %.",
        statement="patch recovery at F[0]: fusion_only < frozen_te (rows: recipe, layer, recovery)")
 def _(r: Results) -> Outcome:
@@ -475,7 +485,7 @@ def _(r: Results) -> Outcome:
     return cmp(r.cell(t, "median", group="ffn"), ">", r.cell(t, "median", group="self_attn_out_proj"), "FFN vs out_proj")
 
 
-@claim("p01-9.2-lora-rank-iou", P1, "Table 9.2", table="9.2", reads=("recipes",),
+@claim("p01-9.2-lora-rank-iou", P1, "Table 9.2", table="9.2", needs=LEARNED, reads=("recipes",),
        quote="Rank changes how cleanly the same circuit reads out; it does not change which circuit.",
        statement="fusion LoRA watch IoU does not decrease with rank: lora_r8 ≤ lora_r16 ≤ lora_r32 ≤ lora_r48 (tolerance 0.005)")
 def _(r: Results) -> Outcome:
@@ -483,7 +493,7 @@ def _(r: Results) -> Outcome:
     return every(*(cmp(v[i + 1] + 0.005, ">=", v[i], f"r={LORA_RANKS[i + 1]} vs r={LORA_RANKS[i]}") for i in range(3)))
 
 
-@claim("p01-9.2-r48-matches-fusion-only", P1, "Table 9.2", table="9.2", reads=("recipes",),
+@claim("p01-9.2-r48-matches-fusion-only", P1, "Table 9.2", table="9.2", needs=LEARNED, reads=("recipes",),
        quote="At r=48 (1.84 M trainables, 0.22 % of the model) LoRA matches fusion-only’s in-domain watch IoU within rounding (0.87 vs 0.87)",
        statement="|IoU(lora_r48) − IoU(fusion_only)| ≤ 0.02")
 def _(r: Results) -> Outcome:
@@ -523,7 +533,7 @@ def _(r: Results) -> Outcome:
                  cmp(r.cell(t, "reff_fraction", rank=8), ">", r.cell(t, "reff_fraction", rank=48), "reff/r r8 vs r48"))
 
 
-@claim("p01-9.9-boost-lowers-loss", P1, "Table 9.9", table="9.9", reads=("post01/table-9.9",),
+@claim("p01-9.9-boost-lowers-loss", P1, "Table 9.9", table="9.9", needs=LEARNED, reads=("post01/table-9.9",),
        quote="Both columns track the same monotone pattern in the direction the rsLoRA math predicts: the smaller-rank end gets the biggest boost.",
        statement="the rsLoRA boost lowers end loss at r=8, and the IoU gain at r=8 exceeds the gain at r=48 (rows: rank, std_loss, boost_loss, std_iou, boost_iou)")
 def _(r: Results) -> Outcome:
@@ -533,7 +543,7 @@ def _(r: Results) -> Outcome:
                  cmp(d[8], ">", d[48], "ΔIoU r=8 vs r=48"))
 
 
-@claim("p01-9.15-alpha-peak", P1, "Table 9.15", table="9.15", reads=("post01/table-9.15",),
+@claim("p01-9.15-alpha-peak", P1, "Table 9.15", table="9.15", needs=LEARNED, reads=("post01/table-9.15",),
        quote="The peak is at α = 128 (boost factor 16×, equivalent to rsLoRA c ≈ 45) — about six times the rsLoRA default",
        statement="r=8 α-ladder: watch IoU peaks at α > 22 (rows: alpha, watch_iou)")
 def _(r: Results) -> Outcome:
@@ -542,7 +552,7 @@ def _(r: Results) -> Outcome:
     return cmp(float(a), ">", 22, "argmax α")
 
 
-@claim("p01-9.15-interior-optimum", P1, "Table 9.15", table="9.15", reads=("post01/table-9.15",),
+@claim("p01-9.15-interior-optimum", P1, "Table 9.15", table="9.15", needs=LEARNED, reads=("post01/table-9.15",),
        quote="At α=160 the loss climbs back up and watch IoU drops 0.016.",
        statement="the α-ladder has an interior optimum: IoU at the largest α < the peak IoU")
 def _(r: Results) -> Outcome:
@@ -551,7 +561,7 @@ def _(r: Results) -> Outcome:
     return cmp(ious[top], "<", max(ious.values()), f"IoU at α={top} vs peak")
 
 
-@claim("p01-9.21-alpha-beats-lr", P1, "Table 9.21", table="9.21", reads=("post01/table-9.21",),
+@claim("p01-9.21-alpha-beats-lr", P1, "Table 9.21", table="9.21", needs=LEARNED, reads=("post01/table-9.21",),
        quote="At 12× and 16× the α-boost wins.",
        statement="at k=16, α-boost IoU ≥ LR-boost IoU (rows: k, alpha_boost_iou, lr_boost_iou)")
 def _(r: Results) -> Outcome:
@@ -559,7 +569,7 @@ def _(r: Results) -> Outcome:
     return cmp(r.cell(t, "alpha_boost_iou", k=16), ">=", r.cell(t, "lr_boost_iou", k=16), "k=16")
 
 
-@claim("p01-9.10-r8-strongest", P1, "Table 9.10", table="9.10", reads=("post01/table-9.10",),
+@claim("p01-9.10-r8-strongest", P1, "Table 9.10", table="9.10", needs=LEARNED, reads=("post01/table-9.10",),
        quote="r=8 α=128 is the strongest signal in the table.",
        statement="the r=8 α=128 pair has the largest Cohen's d and paired-t p < 0.05 (rows: rank, cohens_d, paired_t_p)")
 def _(r: Results) -> Outcome:
@@ -568,7 +578,7 @@ def _(r: Results) -> Outcome:
     return every(cmp(float(best), "==", 8.0, "rank with largest d"), cmp(r.cell("post01/table-9.10", "paired_t_p", rank=8), "<", 0.05, "paired-t p at r=8"))
 
 
-@claim("p01-9.11-ood-penalty", P1, "Table 9.11", table="9.11", reads=("post01/table-9.11",),
+@claim("p01-9.11-ood-penalty", P1, "Table 9.11", table="9.11", needs=LEARNED, reads=("post01/table-9.11",),
        quote="At every rank where the boost helps in-domain IoU, it slightly hurts at least one OOD metric",
        statement="for each rank where boost watch_iou > std watch_iou, one of cgF1 / pmF1 / neg_correct is lower under boost (rows: rank, variant ∈ {std, boost}, …)")
 def _(r: Results) -> Outcome:
@@ -610,7 +620,7 @@ def _(r: Results) -> Outcome:
     return every(cmp(last["e90"], ">=", 2 * last["mp_rank"], "e90 vs 2×MP-rank at end"), cmp(last["e90"], ">", early["e90"], "e90 end vs early"))
 
 
-@claim("p01-9.19-adalora-init", P1, "Table 9.19", table="9.19", reads=("post01/table-9.19",),
+@claim("p01-9.19-adalora-init", P1, "Table 9.19", table="9.19", needs=LEARNED, reads=("post01/table-9.19",),
        quote="The 15-point IoU jump at 1 epoch (+0.150) is the warm-up advantage cashed in.",
        statement="AdaLoRA 1-epoch IoU: LoRA-style init > paper-default init (rows: init ∈ {paper, lora_style}, iou_1ep)")
 def _(r: Results) -> Outcome:
@@ -618,7 +628,7 @@ def _(r: Results) -> Outcome:
     return cmp(r.cell(t, "iou_1ep", init="lora_style"), ">", r.cell(t, "iou_1ep", init="paper"), "1-ep IoU")
 
 
-@claim("p01-9.13-mp-lora-beats-ft", P1, "Table 9.13", table="9.13", reads=("post01/table-9.13",),
+@claim("p01-9.13-mp-lora-beats-ft", P1, "Table 9.13", table="9.13", needs=LEARNED, reads=("post01/table-9.13",),
        quote="The MP-rank LoRA at 4× α beats the frozen-TE full fine-tune: 0.9232 vs 0.9215.",
        statement="watch IoU: full_lora_mp_4x ≥ frozen_te (rows: recipe, watch_iou)")
 def _(r: Results) -> Outcome:
@@ -626,7 +636,7 @@ def _(r: Results) -> Outcome:
     return cmp(r.cell(t, "watch_iou", recipe="full_lora_mp_4x"), ">=", r.cell(t, "watch_iou", recipe="frozen_te"), "MP-LoRA 4× vs frozen-TE")
 
 
-@claim("p01-9.13-alpha-lever", P1, "Table 9.13", table="9.13", reads=("post01/table-9.13",),
+@claim("p01-9.13-alpha-lever", P1, "Table 9.13", table="9.13", needs=LEARNED, reads=("post01/table-9.13",),
        quote="The +0.012 IoU between the two is pure α — the rank prescription is identical.",
        statement="watch IoU: full_lora_mp_4x > full_lora_mp_2x, with a trainable count < 5 % of frozen_te's (key trainable)")
 def _(r: Results) -> Outcome:
@@ -682,7 +692,7 @@ def _(r: Results) -> Outcome:
     return cmp(rho, ">=", 0.7, "Spearman ρ")
 
 
-@claim("p02-3.1-replay-pareto", P2, "Table 3.1", table="3.1", reads=("recipes",),
+@claim("p02-3.1-replay-pareto", P2, "Table 3.1", table="3.1", needs=LEARNED, reads=("recipes",),
        quote="Replay doesn’t trade off in-domain performance for OOD preservation.",
        statement="watch IoU of lvis_replay and lvis_replay_neg within 0.02 of frozen_te")
 def _(r: Results) -> Outcome:
@@ -704,7 +714,7 @@ def _(r: Results) -> Outcome:
     return cmp(r.metric("recovery", "saco", "pos_mean_IoU"), "<", r.metric("frozen_te", "saco", "pos_mean_IoU"), "recovery vs frozen_te")
 
 
-@claim("p02-4.1-recovery-watch-cost", P2, "Table 4.1", table="4.1", reads=("recipes",),
+@claim("p02-4.1-recovery-watch-cost", P2, "Table 4.1", table="4.1", needs=LEARNED, reads=("recipes",),
        quote="Recovery erodes it ~2 IoU points.",
        statement="watch IoU: recovery < frozen_te")
 def _(r: Results) -> Outcome:
@@ -719,7 +729,7 @@ def _(r: Results) -> Outcome:
     return every(cmp(po, ">", rn, "presence_only vs lvis_replay_neg"), cmp(rn, ">", rp, "lvis_replay_neg vs lvis_replay"))
 
 
-@claim("p02-5.2-watch-kept", P2, "Table 5.2", table="5.2", reads=("recipes",),
+@claim("p02-5.2-watch-kept", P2, "Table 5.2", table="5.2", needs=LEARNED, reads=("recipes",),
        quote="This is a calibration trade-off, not a mask-quality loss",
        statement="presence_only keeps ≥ 80 % of lvis_replay's watch-IoU gain over base")
 def _(r: Results) -> Outcome:

@@ -41,8 +41,9 @@ RANKS = (8, 16, 32, 48)
 
 # --------------------------------------------------------------------------- predicates (ours)
 def _claim(r: Results, cid: str) -> tuple[bool, str]:
-    """An existing claim's outcome; NotYetRun / errors propagate as verdicts via ``evaluate``."""
-    v = claims.evaluate(claims.by_id(cid), r)
+    """An existing claim's outcome, before its precondition gate (the scorecard applies :func:`gate` itself);
+    NotYetRun / errors propagate as verdicts via ``evaluate``."""
+    v = claims.evaluate(claims.by_id(cid), r, gate=False)
     if v.verdict == "not yet run":
         raise NotYetRun(v.detail)
     if v.verdict == "error":
@@ -205,7 +206,7 @@ def main(argv=None) -> dict:
                      "post_empirical": published_empirical(label) or None})
     later = []
     for cid in LATER:
-        v = claims.evaluate(claims.by_id(cid), res, args.scale)
+        v = claims.evaluate(claims.by_id(cid), res, args.scale, gate=False)  # gated below, like the rows
         c = claims.by_id(cid)
         verdict, detail = gate(cid, {"holds": "confirmed", "fails": "not confirmed"}.get(v.verdict, v.verdict), v.detail, learned)
         later.append({"key": cid, "source": c.source, "prediction": c.statement, "quote": c.quote,

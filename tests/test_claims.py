@@ -56,7 +56,7 @@ def test_quotes_are_verbatim(post: str) -> None:
 def test_missing_file_is_not_yet_run(tmp_path: Path) -> None:
     vs = C.evaluate_all(tmp_path)
     assert vs and all(v.verdict == "not yet run" for v in vs)
-    assert C.summary_line(vs) == f"{len(vs)} claims: 0 hold, 0 fail, {len(vs)} not yet run"
+    assert C.summary_line(vs) == f"{len(vs)} claims: 0 hold, 0 fail, 0 not measurable, {len(vs)} not yet run"
 
 
 def test_holds_and_fails_on_crafted_recipes(tmp_path: Path) -> None:
@@ -112,3 +112,15 @@ def test_sam3_scale_root(tmp_path: Path) -> None:
     _write(tmp_path / "sam3", "recipes", _recipes())
     vs = {v.claim: v for v in C.evaluate_all(tmp_path / "sam3", "sam3")}
     assert vs["p01-4.2-frozen-te-iou"].verdict == "holds" and vs["p01-4.2-frozen-te-iou"].scale == "sam3"
+
+
+def test_unlearned_task_makes_in_domain_orderings_not_measurable(tmp_path: Path) -> None:
+    """frozen_te ≥ all_trainable in watch IoU 'holds' on these numbers, but the fine-tune gained 0.01 IoU over base:
+    the precondition claim fails, so the ordering is reported as not measurable (its reading kept in the detail)."""
+    _write(tmp_path, "recipes", _recipes(frozen_te={"watch": {"iou": 0.21}, "saco": {"neg_correct": 0.9}},
+                                         all_trainable={"watch": {"iou": 0.20}, "saco": {"neg_correct": 0.9}}))
+    assert _verdict(tmp_path, C.LEARNED).verdict == "fails"
+    v = _verdict(tmp_path, "p01-4.2-frozen-te-iou")
+    assert v.verdict == "not measurable" and "would read “holds”" in v.detail
+    assert C.evaluate(C.by_id("p01-4.2-frozen-te-iou"), C.Results(tmp_path), gate=False).verdict == "holds"
+    assert _verdict(tmp_path, "p01-8-refusal-collapse").verdict == "fails"  # refusal claims are not gated
