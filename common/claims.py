@@ -262,7 +262,6 @@ def _gap(r: Results, cell: str) -> float:
     return (r.cell("post01/table-2.1", "iou", cell=cell) - a) / (b - a)
 
 
-
 # ----------------------------------------------------------------------------- Post 01
 P1 = "post01"
 #: The precondition of every in-domain IoU ordering: the watch fine-tune learned the task at this scale.

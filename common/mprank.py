@@ -15,7 +15,7 @@ The plumbing the four rank scripts share, so they read like the post:
   :mod:`common.spectral`) and e90, with one batched SVD per shape.
 * :func:`table91_group`, :func:`module_pattern` — the posts' tensor groups (Table 9.1) and module
   patterns (Table 9.12) of an HF tensor name; :func:`summarise` — n / median / min / max per group.
-* :func:`saved_steps`, :func:`trajectory`, :func:`settle_step` — the per-step trajectory of a run that
+* :func:`trajectory`, :func:`settle_step` — the per-step trajectory of a run that
   saved intermediate checkpoints (``frozen_te`` saves Table 9.17's fractions), and the first step from
   which the median MP-rank stays within ±1 of its end value ("MP-rank has settled").
 """
@@ -24,7 +24,6 @@ from __future__ import annotations
 import re
 import statistics
 from collections import defaultdict
-from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
 import torch
@@ -176,12 +175,6 @@ def summarise(values: Mapping[str, float], group_of: Callable[[str], str | None]
 
 
 # --------------------------------------------------------------------------- trajectory
-def saved_steps(name: str, scale: str) -> list[int]:
-    """The intermediate checkpoints a finished run saved (``step-<k>.safetensors``), ascending."""
-    d = recipes.run_dir(name, scale)
-    return sorted(int(p.stem.split("-", 1)[1]) for p in Path(d).glob("step-*.safetensors"))
-
-
 def trajectory(name: str, scale: str, steps: Sequence[int], include: Sequence[str] = LORA_ABLE,
                variant: str = "rms") -> dict[int, dict[str, dict]]:
     """``{step: rank_stats(W(step) − W(0))}`` for the saved ``steps`` of run ``name`` (W(0) = its init,
@@ -215,14 +208,6 @@ def step_for_fraction(total: int, fraction: float) -> int:
     return max(1, round(fraction * total))
 
 
-def run_steps(name: str, scale: str) -> int:
-    """Total optimiser steps of a finished run (its done.json)."""
-    from common.io import read_json
-
-    train(name, scale)
-    return int(read_json(recipes.run_dir(name, scale) / "done.json")["steps"])
-
-
 def settled_prescription(scale: str, recipe: str = "frozen_te", include: Sequence[str] = LORA_ABLE) -> dict:
     """Post 01 §11 method (1): the per-tensor MP-rank (Table 9.17 edge) of ``recipe``'s W(t) − W(0) at the
     saved trajectory step where the median MP-rank has settled (:func:`settle_step`).
@@ -230,7 +215,7 @@ def settled_prescription(scale: str, recipe: str = "frozen_te", include: Sequenc
     Returns ``{"step", "total_steps", "medians": {step: median}, "ranks": {name: r}, "shapes": {name: [m, n]},
     "step_1200": our step for the post's 1200/15939}``.
     """
-    total = run_steps(recipe, scale)
+    total = recipes.run_steps(recipe, scale)
     post = recipes.POST01_TRAJECTORY_STEPS
     steps = sorted({step_for_fraction(total, s / post[-1]) for s in post})
     traj = trajectory(recipe, scale, steps, include, "rms")

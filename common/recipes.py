@@ -340,6 +340,17 @@ def run_dir(name: str | Recipe, scale: str) -> Path:
     return RUNS / scale / f"{r.name}-{run_hash(r, scale, worlds_hash(scale))}"
 
 
+def run_steps(name: str | Recipe, scale: str) -> int:
+    """Total optimiser steps of a finished run (its done.json), training it first if needed."""
+    train(name, scale)
+    return int(read_json(run_dir(name, scale) / "done.json")["steps"])
+
+
+def saved_steps(name: str | Recipe, scale: str) -> list[int]:
+    """The intermediate checkpoints a run saved (``step-<k>.safetensors``), ascending."""
+    return sorted(int(p.stem.split("-", 1)[1]) for p in run_dir(name, scale).glob("step-*.safetensors"))
+
+
 def artifact_dir(name: str | Recipe, scale: str, train_if_missing: bool = True) -> Path:
     """Where per-model caches (evaluations, probes) live: the run directory (trained if needed and allowed),
     or ``data/runs/<scale>/base-<hash>/`` for ``"base"``."""

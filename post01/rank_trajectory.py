@@ -17,7 +17,7 @@ import statistics
 import time
 
 from common import cli, mprank, report, section
-from common.recipes import POST01_TRAJECTORY_STEPS, run_dir
+from common.recipes import POST01_TRAJECTORY_STEPS, run_dir, run_steps, saved_steps
 from common.train import read_log
 
 RECIPE = "frozen_te"
@@ -35,8 +35,8 @@ def post_row(post_step: int) -> str:
 def main(argv=None) -> dict:
     args = cli.parse(__doc__, argv)
     t0 = time.time()
-    total = mprank.run_steps(RECIPE, args.scale)
-    saved = mprank.saved_steps(RECIPE, args.scale)
+    total = run_steps(RECIPE, args.scale)
+    saved = saved_steps(RECIPE, args.scale)
     ours = {s: mprank.step_for_fraction(total, s / POST_TOTAL) for s in POST01_TRAJECTORY_STEPS}
     missing = sorted(set(ours.values()) - set(saved))
     if missing:

@@ -144,9 +144,9 @@ LATER = ("p01-9.1-ffn-widest", "p01-9.17-mp-converges", "p01-9.17-e90-noise", "p
          "p01-9.13-mp-lora-beats-ft", "p01-9.13-alpha-lever")
 
 
-#: Predictions read off watch-IoU orderings: meaningless unless the fine-tunes learned the watch task.
-IOU_BASED = {"mp_ceiling", "rslora_shape", "rslora_constant", "r48_direction", "ood_penalty",
-             "p01-9.19-adalora-init", "p01-9.13-mp-lora-beats-ft", "p01-9.13-alpha-lever"}
+#: Scorecard predictions read off watch-IoU orderings: meaningless unless the fine-tunes learned the watch task.
+#: (Registered claims say so themselves: ``needs=claims.LEARNED``.)
+IOU_BASED = {"mp_ceiling", "rslora_shape", "rslora_constant", "r48_direction", "ood_penalty"}
 LEARNED_GAIN = 0.3  # common.claims "p01-1-watch-task-learned": frozen_te − base watch IoU
 
 
@@ -169,7 +169,8 @@ def task_learned(r: Results) -> tuple[bool | None, str]:
 
 def gate(key: str, verdict: str, detail: str, learned: tuple[bool | None, str]) -> tuple[str, str]:
     """An IoU-based verdict becomes "not measurable" when the fine-tunes did not learn the task."""
-    if key in IOU_BASED and learned[0] is False and verdict not in ("not yet run", "error"):
+    iou_based = key in IOU_BASED or (key in LATER and claims.by_id(key).needs == claims.LEARNED)
+    if iou_based and learned[0] is False and verdict not in ("not yet run", "error"):
         return "not measurable (task not learned)", f"{learned[1]} ✗ — IoU orderings are noise; would read “{verdict}”: {detail}"
     return verdict, detail
 

@@ -26,7 +26,7 @@ import numpy as np
 from common import cli, recipes, section
 from common.data import load_pairs
 from common.evaluate import eval_cache_path, evaluate_run, mask_readout
-from common.io import cached_json, read_json
+from common.io import cached_json
 from common.metrics import union_mask
 from common.model import SPECS
 from common.worlds import WATCH_PRETRAIN_CONCEPTS, ensure_worlds
@@ -51,12 +51,8 @@ def readout(name: str, scale: str, split: str, step: int | None) -> dict[str, fl
 
 def checkpoints(name: str, scale: str) -> list[tuple[int | None, int]]:
     """(step argument, step number) of every saved checkpoint at or after MIN_STEP, then the final model."""
-    recipes.train(name, scale)
-    d = recipes.run_dir(name, scale)
-    cfg = read_json(d / "config.json")["recipe"]
-    steps = [s for s in cfg["checkpoints"]
-             if MIN_STEP <= s < cfg["steps"] and (d / f"step-{s}.safetensors").exists()]
-    return [(s, s) for s in steps] + [(None, cfg["steps"])]
+    total = recipes.run_steps(name, scale)
+    return [(s, s) for s in recipes.saved_steps(name, scale) if MIN_STEP <= s < total] + [(None, total)]
 
 
 def point(name: str, scale: str, step: int | None) -> dict:

@@ -18,7 +18,6 @@ from dataclasses import replace
 
 from common import cli, recipes, section
 from common.evaluate import evaluate_run
-from common.io import read_json
 from common.recipes import RECIPES, Recipe
 from common.schedules import Schedule
 
@@ -60,9 +59,7 @@ def main(argv=None) -> dict:
     for lr in FT_LRS:
         ft = fine_tune(lr)
         run = recipes.train(ft, args.scale, progress=False)
-        cps = sorted(s for s in read_json(run.run_dir / "config.json")["recipe"]["checkpoints"]
-                     if s < run.summary["steps"])
-        for s in cps:
+        for s in (s for s in recipes.saved_steps(ft, args.scale) if s < run.summary["steps"]):
             rows.append(row(f"frozen_te lr {lr:g}", ft, args.scale, s, s))
         rows.append(row(f"frozen_te lr {lr:g}", ft, args.scale, None, run.summary["steps"]))
         finals[lr] = rows[-1]
