@@ -43,7 +43,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from common.io import RESULTS, ROOT, atomic_write_json, save_figure  # noqa: F401  (re-exported for scripts)
+from common.io import RESULTS, ROOT, atomic_write_json
 
 SECTIONS = ("post01", "post02", "rank_series", "diagnostics")
 SCALES = ("micro", "tiny", "sam3")

@@ -98,7 +98,7 @@ def main(argv=None) -> dict:
         for kind, names in z.items():
             both = [n for n in names if n in mp_zero]
             lines.append(f"- {init}, {'|λ| ≤ 1e-6' if kind == 'tol' else '|λ| ≤ 1 % of max'}: {len(names)} zero-rank tensors, "
-                         f"{len(both)} of them MP-rank 0" + (f"; the others' MP-ranks: "
+                         f"{len(both)} of them MP-rank 0" + ("; the others' MP-ranks: "
                          + ", ".join(f"{original_name(n + '.weight').removesuffix('.weight')} {presc['ranks'].get(n)}"
                                      for n in names if n not in mp_zero)[:600] if len(names) > len(both) else ""))
     notes = (f"Base watch IoU {base_iou:.4f}. With the paper init (λ = 0) a tensor whose λ never receives a gradient "

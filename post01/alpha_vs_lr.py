@@ -9,7 +9,6 @@ Writes results/post01/table-9.21.{json,md} and fig-9.21.{png,svg}.
 """
 from __future__ import annotations
 
-import math
 import time
 
 from common import cli, curves, recipes, report, runpool, section, stats

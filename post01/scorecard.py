@@ -15,7 +15,7 @@ import math
 import time
 from typing import Callable
 
-from common import claims, cli, mprank, section
+from common import claims, cli, section
 from common import published as pub
 from common.claims import NotYetRun, Results, cmp, within
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from common import curves, probes, recipes, report, runpool, section
 from common.io import ROOT, read_json
