@@ -100,11 +100,19 @@ def _presence_stats(preds: Sequence[Prediction]) -> dict:
 
 
 def score_watch(ds: PairDataset, preds: Sequence[Prediction]) -> dict:
-    """Watch IoU / Dice over positive (image, concept) tasks, with per-task values."""
-    tasks = [(p.kept.masks, ds.gt_masks(p.pair)) for p in preds if p.pair.masks]
+    """Watch IoU / Dice over positive (image, concept) tasks, with per-task values, and the IoU split by whether
+    the base saw the concept in pre-training (``WATCH_PRETRAIN_CONCEPTS``) or not (the jargon)."""
+    from common.worlds import WATCH_PRETRAIN_CONCEPTS
+
+    pos = [p for p in preds if p.pair.masks]
+    tasks = [(p.kept.masks, ds.gt_masks(p.pair)) for p in pos]
     iou = metrics.watch_iou(tasks)
     dice = [metrics.dice(metrics.union_mask(pm, gt.shape[-2:]), metrics.union_mask(gt, gt.shape[-2:])) for pm, gt in tasks]
+    seen = [v for p, v in zip(pos, iou.per_task) if p.pair.phrase in WATCH_PRETRAIN_CONCEPTS]
+    unseen = [v for p, v in zip(pos, iou.per_task) if p.pair.phrase not in WATCH_PRETRAIN_CONCEPTS]
     return {"iou": iou.mean, "dice": float(np.mean(dice)) if dice else None, "n_tasks": iou.n_tasks,
+            "iou_seen_concepts": float(np.mean(seen)) if seen else None,
+            "iou_unseen_concepts": float(np.mean(unseen)) if unseen else None,
             "per_task_iou": [round(float(v), 5) for v in iou.per_task],
             "task_ids": [p.pair.pair_id for p in preds if p.pair.masks], **_presence_stats(preds)}
 

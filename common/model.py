@@ -37,6 +37,12 @@ from transformers import (
 
 SCALES = ("micro", "tiny", "sam3")
 UNCLAMPED = float("inf")  # presence-logit clamp bound used for every model the project builds
+#: Init scale of the micro/tiny text encoder's word embeddings. The base keeps its text encoder frozen at init (a
+#: from-scratch one collapsed every phrase to one in the pilot), so the init is what tells words apart, as a trained
+#: CLIP does for SAM3. At CLIP's default (0.02, the size of the position embeddings) every one-word phrase came out at
+#: cosine ≈ 0.94 to every other, and a frozen-TE fine-tune could not bind new words (issue #3); at 1.0 the word
+#: token's output is distinct per word (mean cosine ≈ 0.2 between watch words).
+TEXT_TOKEN_INIT_STD = 1.0
 
 
 # --------------------------------------------------------------------------- configs
@@ -115,6 +121,8 @@ def build_model(scale: str, vocab_size: int, seed: int = 0) -> Sam3Model:
         raise ValueError(f"build_model builds {tuple(SPECS)}; scale {scale!r} loads from a checkpoint (load_sam3)")
     torch.manual_seed(seed)
     model = Sam3Model(build_config(SPECS[scale], vocab_size))
+    with torch.no_grad():  # a lookup that tells words apart (see TEXT_TOKEN_INIT_STD)
+        model.text_encoder.text_model.embeddings.token_embedding.weight.normal_(0.0, TEXT_TOKEN_INIT_STD)
     return _unclamp(model.eval())
 
 

@@ -76,6 +76,9 @@ class Recipe:
     epochs: float | None = None  # passes over the primary stream's visits (sets ``steps`` if given)
     steps: int | None = None
     lr: float = 1e-4
+    vision_lr_scale: float | None = None  # SAM3's per-group LRs (common.train.lr_scale_of); None = 1
+    vision_lr_decay: float | None = None
+    text_lr_scale: float | None = None
     schedule: Schedule = Schedule("warmup_cosine", warmup=20)
     weight_decay: float = 0.01
     grad_accum: int = 1
@@ -134,15 +137,19 @@ def register(r: Recipe) -> Recipe:
     return r
 
 
-# The tiny base model (plays base SAM3), pre-trained in two stages on the open-vocab world with negatives
-# (easy → hard curriculum) plus a small share of watch pairs (some concepts, with negatives), as real SAM3
-# met watches on the web. The text encoder stays at its random init: a random TE is a fixed injective phrase
-# lookup, and the pilot saw a from-scratch TE collapse all phrases to one.
-# Stage 1: the first 2000 steps of a 6000-step plan (LR and curriculum laid over 6000 steps). Masks and boxes
-#   learn; the presence gate stays at its constant answer (σ ≈ 0.25 for 1 positive : 3 negatives).
+# The tiny base model (plays base SAM3), pre-trained in three stages on the open-vocab world with negatives
+# (easy → hard curriculum) plus watch pairs from a disjoint pool (``watch_pretrain``: the everyday watch concepts
+# ``WATCH_PRETRAIN_CONCEPTS``, with negatives), as real SAM3 met watches on the web.
+# Stage 1: the first 2000 steps of a 6000-step plan (LR and curriculum laid over 6000 steps), text encoder frozen at
+#   its random init (the pilot saw a from-scratch text encoder collapse all phrases to one). Masks and boxes learn;
+#   the presence gate stays at its constant answer (σ ≈ 0.25 for 1 positive : 3 negatives).
 # Stage 2: presence BCE class-balanced (pos_weight = negatives per positive, as the pilot found necessary),
 #   presence weighted up, and the semantic-seg head also trained on negative pairs (target: empty), so the
 #   fusion encoder is told that an absent phrase lights nothing up — the signal the presence token reads.
+# Stage 3 (issue #3): watch exposure. With watch pairs in 1 of 20 batches the two-stage base could not localise a
+#   single watch phrase (watch IoU 0.006), so every fine-tune acted on words that meant nothing to it and only
+#   forgot. Stage 3 takes every 2nd batch from the watch pool (everyday concepts only), text encoder still frozen:
+#   the everyday watch words get grounded, the jargon (rehaut, lunette, lugs, …) stays unseen.
 register(Recipe(
     name="base_pretrain_stage1", init="scratch", frozen=T[:1],
     streams=(StreamSpec("ov_pretrain", images=4, pos=1, neg=3, hard_types=("attribute_shared", "binding")),
@@ -151,11 +158,26 @@ register(Recipe(
     p_hard_end=0.6, checkpoints=(1000,), resume_every=250, scale_steps={"micro": 4},
 ))
 register(replace(
-    RECIPES["base_pretrain_stage1"], name="base_pretrain", init="base_pretrain_stage1", steps=2000, lr=3e-4,
+    RECIPES["base_pretrain_stage1"], name="base_pretrain_stage2", init="base_pretrain_stage1", steps=2000, lr=3e-4,
     schedule=Schedule("warmup_cosine", warmup=50, final=0.05), p_hard_start=0.3, p_hard_end=0.6,
     checkpoints=(500, 1000, 1500), negative_masks=True,
     loss=replace(LossWeights(), presence=5.0, presence_pos_weight=3.0), scale_steps={"micro": 4},
 ))
+STAGE2 = RECIPES["base_pretrain_stage2"]
+register(replace(
+    STAGE2, name="base_pretrain", init="base_pretrain_stage2",
+    streams=(STAGE2.streams[0], StreamSpec("watch_pretrain", every=2, images=4, pos=4, neg=2)), steps=1500, lr=3e-4,
+    schedule=Schedule("warmup_cosine", warmup=50, final=0.05), p_hard_start=0.6, p_hard_end=0.6,
+    checkpoints=(500, 1000), resume_every=250,
+))
+BASE_STAGES = ("base_pretrain_stage1", "base_pretrain_stage2", "base_pretrain")
+
+# SAM3's trainer gives the vision and language backbones their own, lower LRs: transformer 8e-4, vision 2.5e-4
+# with layer-wise decay 0.9 over its 32 ViT blocks, language 5e-5 (all × lr_scale; Post 01 §10 quotes the
+# transformer's). The fine-tunes keep those ratios; the tiny ViT's 4 blocks each stand for 8 of SAM3's, so the
+# per-block decay is 0.9^8. The tiny ViT is where a full-LR watch fine-tune forgets most (a V-only fine-tune
+# cost LVIS-like mIoU 0.18 in 150 steps in the issue #3 pilots).
+SAM3_LRS = dict(vision_lr_scale=2.5e-4 / 8e-4, vision_lr_decay=0.9 ** (32 / 4), text_lr_scale=5e-5 / 8e-4)
 
 # Post 01 §1–§8: the three full recipes.
 register(Recipe(name="all_trainable", streams=(WATCH,), **FT))

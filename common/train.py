@@ -12,6 +12,7 @@ uninterrupted one would have seen.
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,6 +134,42 @@ def make_batch(sampler: StreamSampler, first_visit: int, n_images: int, rng: np.
     return Batch(images, phrases, torch.tensor(idx, dtype=torch.long), targets, keys, name)
 
 
+# --------------------------------------------------------------------------- learning rates per parameter group
+_VIT_BLOCK = re.compile(r"^vision_encoder\.backbone\.layers\.(\d+)\.")
+
+
+def lr_scale_of(name: str, recipe, vit_layers: int) -> float:
+    """LR multiplier of one parameter under SAM3's trainer recipe (Post 01 §10 quotes its transformer LR).
+
+    Meta's SAM3 training configs give three LRs — transformer 8e-4, vision backbone 2.5e-4, language backbone
+    5e-5 (all × ``lr_scale``) — and decay the vision trunk's LR layer-wise: block i of L gets
+    ``decay ** (L - i)``, the patch/position embeddings ``decay ** (L + 1)``, the neck 1. ``recipe.vision_lr_scale``,
+    ``recipe.vision_lr_decay`` and ``recipe.text_lr_scale`` hold the ratios; ``None`` means 1 (one LR for all).
+    """
+    if name.startswith("vision_encoder."):
+        scale = recipe.vision_lr_scale or 1.0
+        decay = recipe.vision_lr_decay or 1.0
+        m = _VIT_BLOCK.match(name)
+        if m:
+            return scale * decay ** (vit_layers - int(m.group(1)))
+        if name.startswith("vision_encoder.backbone.embeddings."):
+            return scale * decay ** (vit_layers + 1)
+        return scale
+    if name.startswith("text_encoder."):
+        return recipe.text_lr_scale or 1.0
+    return 1.0
+
+
+def param_groups(model: torch.nn.Module, trainable: dict[str, torch.nn.Parameter], recipe) -> list[dict]:
+    """AdamW parameter groups, one per distinct LR multiplier (``lr_scale``; see :func:`lr_scale_of`)."""
+    vit_layers = 1 + max((int(m.group(1)) for n, _ in model.named_parameters() if (m := _VIT_BLOCK.match(n))),
+                         default=-1)
+    groups: dict[float, list] = {}
+    for n, p in trainable.items():
+        groups.setdefault(round(lr_scale_of(n, recipe, vit_layers), 12), []).append(p)
+    return [{"params": ps, "lr_scale": k, "lr": recipe.lr * k} for k, ps in sorted(groups.items())]
+
+
 # --------------------------------------------------------------------------- optimiser state I/O
 def _opt_state_tensors(opt: torch.optim.AdamW, names: dict[int, str]) -> dict[str, torch.Tensor]:
     out = {}
@@ -191,7 +228,7 @@ def train_loop(model: torch.nn.Module, trainable: dict[str, torch.nn.Parameter],
     total = recipe.total_steps
     everys = [s[1] for s in streams]
     names = {id(p): n for n, p in trainable.items()}
-    opt = torch.optim.AdamW(list(trainable.values()), lr=recipe.lr, weight_decay=recipe.weight_decay,
+    opt = torch.optim.AdamW(param_groups(model, trainable, recipe), lr=recipe.lr, weight_decay=recipe.weight_decay,
                             betas=(0.9, 0.999))
     start = 0
     log_path = run_dir / "log.jsonl"
@@ -221,7 +258,7 @@ def train_loop(model: torch.nn.Module, trainable: dict[str, torch.nn.Parameter],
     for step in bar:
         lr_mult = recipe.schedule(step, total)
         for g in opt.param_groups:
-            g["lr"] = recipe.lr * lr_mult
+            g["lr"] = recipe.lr * g["lr_scale"] * lr_mult
         p_hard = recipe.p_hard(step, total)
         opt.zero_grad(set_to_none=True)
         agg: dict[str, float] = {}

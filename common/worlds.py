@@ -4,7 +4,8 @@ Everything is generated deterministically from a seed into ``data/worlds/<scale>
 regenerated only when missing or when the generator-config hash changed) in the real formats, so that
 ``common.data.load_pairs`` reads the real datasets the same way:
 
-- **watch world** (Post 01 all sections; Post 02 §replay+negatives): rendered wristwatches with the posts'
+- **watch world** (Post 01 all sections; Post 02 §replay+negatives): rendered wristwatch close-ups (the case fills
+  most of the frame, so thin parts span several cells of the tiny model's mask grid) with the posts'
   37 watch concepts (``WATCH_CONCEPTS``), keeping their structure: synonyms share one rendered region,
   compounds are variants (``metal dial`` only on metallic dials), crown and pusher sit side by side on the
   case flank, and the peripheral-metal group shares one metallic appearance.
@@ -56,8 +57,13 @@ from pycocotools import mask as mask_utils
 
 from common.io import DATA, RESULTS, atomic_write_bytes, atomic_write_json, read_json
 
-GENERATOR_VERSION = 6  # bump when rendering/sampling changes: the cache hash includes it
+GENERATOR_VERSION = 7  # bump when rendering/sampling changes: the cache hash includes it
 IMAGE_SIZE = 112
+#: Case radius (px) and centre jitter of a rendered watch. Close-ups: the case fills most of the frame and parts
+#: near the edge may be cut off, so that thin parts (hands, rings, crown) span several pixels of the 32 x 32 mask
+#: grid of the tiny model (112 px, patch 14). At radius 36-46 (generator v6) the tiny model could not fit them.
+WATCH_RADIUS = (56.0, 80.0)
+WATCH_OFFSET = 20.0
 SUPERSAMPLE = 2
 
 # =========================================================================== watch vocabulary (Post 01 / 02)
@@ -95,10 +101,12 @@ NEG_CORPUS_CONCEPTS: tuple[str, ...] = (
     "caseback", "dial", "hands", "lumi", "clasp", "subdials", "crown", "print", "indices",
     "bezel", "rehaut", "lugs", "pusher", "hour hand", "minute hand", "h-marker", "date window", "logo",
     "sealing", "rotor", "screws", "diamonds")
-#: Watch concepts the base sees a little in pre-training (everyday words a web-scale model would know);
-#: the jargon (rehaut, lunette, sealing, lumi, h-marker, ...) is never seen, as Post 01 §3 suggests.
+#: Watch concepts the base sees in pre-training (everyday words a web-scale model would know); the jargon (rehaut,
+#: lunette, sealing, lumi, h-marker, ...) is never seen. Post 01 §4's text-encoder rotation (Fig 4.1) is the guide:
+#: the words base SAM3 already knew barely moved (pearl, leather, strap, bezel, dial), the jargon rotated most
+#: (rehaut, lunette, sealing, pusher, lugs, clockwork, metal strap, metal dial).
 WATCH_PRETRAIN_CONCEPTS: tuple[str, ...] = (
-    "dial", "strap", "leather", "crown", "hands", "case", "metal", "diamonds", "pearls", "clasp",
+    "dial", "strap", "leather", "crown", "hands", "case", "metal", "bezel", "diamonds", "pearls", "pearl", "clasp",
     "hour hand", "minute hand", "second hand", "crystal", "logo", "screws")
 
 # =========================================================================== open-vocab vocabulary
@@ -287,8 +295,9 @@ def render_watch(rng: np.random.Generator) -> tuple[np.ndarray, dict[str, list[n
     Synonyms and compounds are derived from the base parts at the end, so they share masks exactly.
     """
     back = rng.random() < 0.2
-    R = rng.uniform(36, 46)
-    w = _Watch(IMAGE_SIZE / 2 + rng.uniform(-6, 6), IMAGE_SIZE / 2 + rng.uniform(-6, 6), R,
+    R = rng.uniform(*WATCH_RADIUS)
+    w = _Watch(IMAGE_SIZE / 2 + rng.uniform(-WATCH_OFFSET, WATCH_OFFSET),
+               IMAGE_SIZE / 2 + rng.uniform(-WATCH_OFFSET, WATCH_OFFSET), R,
                math.radians(rng.uniform(-35, 35)), rng.uniform(0.82, 1.0), back)
     tone = tuple(METAL_TONES[rng.choice(list(METAL_TONES))])
     phase = rng.uniform(0, 2 * np.pi)

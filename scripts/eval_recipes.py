@@ -16,16 +16,18 @@ from pathlib import Path
 from common import recipes
 from common.evaluate import evaluate_model
 from common.io import RESULTS, atomic_write_json, atomic_write_text, exclusive, read_json, run_meta
+from common.worlds import worlds_hash
 
 DEFAULT = ("base",) + recipes.POST01 + recipes.POST01_LORA + recipes.POST02
 
 
 def headline_rows(scores: dict[str, dict]) -> list[dict]:
-    """One row per recipe: watch IoU/Dice, SA-Co neg_correct/cgF1/IL_MCC/pmF1/pos_mean_IoU, LVIS mIoU/pmF1."""
+    """One row per recipe: watch IoU (all concepts; those the base saw in pre-training; the unseen jargon)/Dice, SA-Co neg_correct/cgF1/IL_MCC/pmF1/pos_mean_IoU, LVIS mIoU/pmF1."""
     rows = []
     for name, s in scores.items():
         w, sa, lv = s.get("watch", {}), s.get("saco", {}), s.get("lvis", {})
-        rows.append({"recipe": name, "watch_iou": w.get("iou"), "watch_dice": w.get("dice"),
+        rows.append({"recipe": name, "watch_iou": w.get("iou"), "watch_iou_seen": w.get("iou_seen_concepts"),
+                     "watch_iou_jargon": w.get("iou_unseen_concepts"), "watch_dice": w.get("dice"),
                      "saco_neg_correct": sa.get("neg_correct"), "saco_cgF1": sa.get("cgF1"),
                      "saco_IL_MCC": sa.get("IL_MCC"), "saco_pmF1": sa.get("pmF1"),
                      "saco_pos_mean_IoU": sa.get("pos_mean_IoU"), "lvis_mIoU": lv.get("mIoU"), "lvis_pmF1": lv.get("pmF1"),
@@ -65,7 +67,8 @@ def main() -> None:
             scores[name] = s
             order = [n for n in DEFAULT if n in scores] + sorted(n for n in scores if n not in DEFAULT)
             scores = {n: scores[n] for n in order}
-            atomic_write_json(out, {"meta": run_meta(vars(args), 0, t0), "scale": args.scale, "recipes": scores})
+            atomic_write_json(out, {"meta": run_meta(vars(args), 0, t0), "scale": args.scale,
+                                    "base_hash": recipes.base_hash(args.scale, worlds_hash(args.scale)), "recipes": scores})
             atomic_write_text(out.with_suffix(".md"), f"# Recipes at {args.scale} scale\n\n" + markdown(headline_rows(scores)))
 
 

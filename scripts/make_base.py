@@ -1,7 +1,8 @@
 """`make base`: pre-train the tiny base model (plays base SAM3) and commit it with a manifest.
 
-Open-vocab pre-training with negatives (easy → hard curriculum) plus a small share of watch pairs
-(recipe ``base_pretrain`` in common/recipes.py). Then it scores the model against the targets the
+Three stages (recipes ``base_pretrain_stage1``, ``base_pretrain_stage2``, ``base_pretrain`` in
+common/recipes.py): open-vocab pre-training with negatives (easy → hard curriculum) and watch pairs of the everyday
+watch concepts in 1 of 20 batches, then a watch-exposure stage (every 2nd batch from the watch pool). Then it scores the model against the targets the
 project set for "base SAM3" (SA-Co-like neg_correct ≥ 0.90; positive kept-mask IoU ≥ 0.5 at the 0.3
 threshold; low but non-zero watch IoU — the posts' base has 0.23) and writes:
 
@@ -25,8 +26,8 @@ from common import recipes
 from common.evaluate import evaluate_model
 from common.io import RESULTS, atomic_write_json, run_meta, save_figure
 from common.model import save_model
+from common.recipes import BASE_STAGES
 
-BASE_STAGES = ("base_pretrain_stage1", "base_pretrain")
 TARGETS = {"saco_neg_correct_min": 0.90, "positive_kept_iou_min": 0.5, "watch_iou_max": 0.5, "watch_iou_min": 0.0}
 
 
@@ -45,7 +46,7 @@ def text_health(model: torch.nn.Module, tokenizer, phrases: list[str]) -> dict:
 
 
 def stage_logs(scale: str) -> list[dict]:
-    """Both pre-training stages' per-step logs, stage 2's steps offset after stage 1's, each row tagged."""
+    """Every pre-training stage's per-step log, each stage's steps offset after the previous one's, rows tagged."""
     out: list[dict] = []
     for name in BASE_STAGES:
         run = recipes.train(name, scale, progress=False)
@@ -66,7 +67,7 @@ def figures(log: list[dict], health: dict, stem_dir) -> None:
     bounds = [r["step"] for a, r in zip(log, log[1:]) if a["stage"] != r["stage"]]
     for b in bounds:
         ax[0].axvline(b, color="grey", ls="--", lw=0.8)
-    ax[0].set_yscale("log"); ax[0].set_xlabel("step (stage 1 | stage 2)"); ax[0].set_title("base pre-training loss terms")
+    ax[0].set_yscale("log"); ax[0].set_xlabel("step (stage 1 | stage 2 | stage 3)"); ax[0].set_title("base pre-training loss terms")
     ax[0].legend()
     ax[1].plot(steps, [r.get("p_hard", 0) for r in log]); ax[1].set_title("curriculum: P(hard negative)")
     ax[1].set_xlabel("step")

@@ -37,17 +37,3 @@ def test_diagnose_watch_micro(tmp_path, monkeypatch):
     doc = json.loads((tmp_path / "res" / "micro" / "diagnostics" / "watch-learnability.json").read_text())
     assert doc["per_concept"] and "gt_cells" in doc["per_concept"][0]
 
-
-def test_pilot_watch_exposure_micro(tmp_path, monkeypatch):
-    """scripts/pilot_watch_exposure.py at micro: the stage-3 pilot base and both fine-tunes train and are scored."""
-    sys.path.insert(0, str(recipes.RUNS.parent.parent / "scripts"))
-    import pilot_watch_exposure
-
-    monkeypatch.setattr(recipes, "RUNS", tmp_path / "runs")
-    monkeypatch.setitem(recipes.RECIPES, "trial_stage3_C", pilot_watch_exposure.stage3())
-    res = pilot_watch_exposure.main(["--scale", "micro", "--out", str(tmp_path / "res")])
-    models = [r["model"] for r in res["rows"]]
-    assert models[:2] == ["base (committed)", "pilot base (stage 3)"]
-    assert {m for m in models[2:]} == {f"frozen_te lr {lr:g}" for lr in pilot_watch_exposure.FT_LRS}
-    assert all(0 <= r["saco_neg_correct"] <= 1 and 0 <= r["lvis_mIoU"] <= 1 for r in res["rows"])
-    assert len(res["verdicts"]) == 1 + 3 * len(pilot_watch_exposure.FT_LRS)

@@ -111,3 +111,27 @@ def test_mask_readout_covers_positive_pairs(monkeypatch, tmp_path):
             gt = union_mask(ds.gt_masks(pred.pair), pred.kept.masks.shape[1:])
             assert out[pred.pair.pair_id]["best_query_iou"] >= max(mask_iou(m, gt) for m in pred.kept.masks) - 1e-9
     assert np.isfinite([r["kept_area"] for r in out.values()]).all()
+
+
+def test_sam3_per_group_learning_rates():
+    """SAM3's trainer: vision LR × scale × decay^(L − block), embeddings decay^(L+1), neck × scale, text × its scale."""
+    from dataclasses import replace
+
+    from common.model import build_model
+    from common.train import lr_scale_of, param_groups
+
+    r = replace(recipes.RECIPES["all_trainable"], vision_lr_scale=0.5, vision_lr_decay=0.8, text_lr_scale=0.1)
+    assert lr_scale_of("vision_encoder.backbone.layers.3.mlp.fc1.weight", r, 4) == pytest.approx(0.5 * 0.8)
+    assert lr_scale_of("vision_encoder.backbone.layers.0.mlp.fc1.weight", r, 4) == pytest.approx(0.5 * 0.8 ** 4)
+    assert lr_scale_of("vision_encoder.backbone.embeddings.patch_embeddings.projection.weight", r, 4) == \
+        pytest.approx(0.5 * 0.8 ** 5)
+    assert lr_scale_of("vision_encoder.neck.fpn_layers.0.proj1.weight", r, 4) == pytest.approx(0.5)
+    assert lr_scale_of("text_encoder.text_model.final_layer_norm.weight", r, 4) == pytest.approx(0.1)
+    assert lr_scale_of("detr_encoder.layers.0.mlp.fc1.weight", r, 4) == 1.0
+    default = recipes.RECIPES["all_trainable"]  # no scales set: one LR for every tensor
+    assert lr_scale_of("vision_encoder.backbone.layers.0.mlp.fc1.weight", default, 4) == 1.0
+    model = build_model("micro", 40)
+    trainable = dict(model.named_parameters())
+    groups = param_groups(model, trainable, r)
+    assert sum(len(g["params"]) for g in groups) == len(trainable)
+    assert len({g["lr_scale"] for g in groups}) == len(groups) and max(g["lr_scale"] for g in groups) == 1.0
