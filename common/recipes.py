@@ -123,7 +123,16 @@ T, V, F, D = MODULES["T"], MODULES["V"], MODULES["F"], MODULES["D"]
 # the trainer's loss is ×√(per-device batch). We keep that contrast: 1 image × 4 accumulation vs 4 images.
 WATCH = StreamSpec("watch_train", images=1, pos=4)
 WATCH_LORA = StreamSpec("watch_train", images=4, pos=4)
-FT = dict(init="base", epochs=3.0, lr=1e-4, grad_accum=4, schedule=Schedule("warmup_cosine", warmup=20))
+# SAM3's trainer gives the vision and language backbones their own, lower LRs: transformer 8e-4, vision 2.5e-4
+# with layer-wise decay 0.9 over its 32 ViT blocks, language 5e-5 (all × lr_scale; Post 01 §10 quotes the
+# transformer's). The fine-tunes keep those ratios; the tiny ViT's 4 blocks each stand for 8 of SAM3's, so the
+# per-block decay is 0.9^8. The tiny ViT is where a full-LR watch fine-tune forgets most (a V-only fine-tune
+# cost LVIS-like mIoU 0.18 in 150 steps in the issue #3 pilots).
+SAM3_LRS = dict(vision_lr_scale=2.5e-4 / 8e-4, vision_lr_decay=0.9 ** (32 / 4), text_lr_scale=5e-5 / 8e-4)
+# LR 3e-4 on the fusion/decoder groups (vision and text scaled down as above), sized on the outcome (issue #3 pilots,
+# frozen_te, 3 epochs from this base): at 1e-4 SA-Co neg_correct only fell 0.933 → 0.916; at 3e-4 it falls to 0.68
+# with LVIS-like mIoU 0.675 → 0.615; at 1e-3 LVIS is wiped out (0.118). Watch IoU moved ≤ 0.02 at every LR.
+FT = dict(init="base", epochs=3.0, lr=3e-4, grad_accum=4, schedule=Schedule("warmup_cosine", warmup=20), **SAM3_LRS)
 LORA_FT = dict(init="base", epochs=3.0, lr=1e-4, schedule=Schedule("warmup_cosine", warmup=20))
 FUSION04 = fusion_layer_prefixes(range(5))
 
@@ -172,12 +181,6 @@ register(replace(
 ))
 BASE_STAGES = ("base_pretrain_stage1", "base_pretrain_stage2", "base_pretrain")
 
-# SAM3's trainer gives the vision and language backbones their own, lower LRs: transformer 8e-4, vision 2.5e-4
-# with layer-wise decay 0.9 over its 32 ViT blocks, language 5e-5 (all × lr_scale; Post 01 §10 quotes the
-# transformer's). The fine-tunes keep those ratios; the tiny ViT's 4 blocks each stand for 8 of SAM3's, so the
-# per-block decay is 0.9^8. The tiny ViT is where a full-LR watch fine-tune forgets most (a V-only fine-tune
-# cost LVIS-like mIoU 0.18 in 150 steps in the issue #3 pilots).
-SAM3_LRS = dict(vision_lr_scale=2.5e-4 / 8e-4, vision_lr_decay=0.9 ** (32 / 4), text_lr_scale=5e-5 / 8e-4)
 
 # Post 01 §1–§8: the three full recipes.
 register(Recipe(name="all_trainable", streams=(WATCH,), **FT))
@@ -203,7 +206,7 @@ RECOVERY_STEPS = 400  # the post's 2000 steps, scaled to tiny; checkpoints keep 
 register(Recipe(
     name="recovery_frozen_te_boost", init="frozen_te", frozen=T,
     streams=(StreamSpec("lvis_train", images=1, pos=2), StreamSpec("watch_train", every=10, images=1, pos=4)),
-    steps=RECOVERY_STEPS, lr=2e-5, grad_accum=4, schedule=match_then_boost(RECOVERY_STEPS),
+    steps=RECOVERY_STEPS, lr=2e-5, grad_accum=4, **SAM3_LRS, schedule=match_then_boost(RECOVERY_STEPS),
     checkpoints=tuple(round(s * RECOVERY_STEPS / 2000) for s in (50, 100, 200, 400, 800, 1200, 1600, 2000)),
     scale_steps={"micro": 4},
 ))

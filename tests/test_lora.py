@@ -218,7 +218,7 @@ def test_generic_model_not_only_sam3():
     randomise_B(m)
     x = torch.randn(5, 6)
     y = m(x).detach()
-    torch.testing.assert_close(lora.merge_lora(m)(x), y, atol=1e-6, rtol=0)
+    torch.testing.assert_close(lora.merge_lora(m)(x), y, atol=1e-5, rtol=0)
 
 
 # --------------------------------------------------------------------------- α rule (Table 9.12)

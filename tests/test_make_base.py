@@ -1,4 +1,4 @@
-"""`make base` at micro scale: both stages train, the model is scored, figures and JSON are written."""
+"""`make base` at micro scale: all three stages train, the model is scored, figures and JSON are written."""
 import json
 
 from common import recipes
@@ -14,7 +14,7 @@ def test_make_base_micro(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["make_base.py", "--scale", "micro", "--out", str(tmp_path / "base")])
     make_base.main()
     out = json.loads((tmp_path / "base" / "base.json").read_text())
-    assert set(out["train"]) == {"base_pretrain_stage1", "base_pretrain"}
+    assert set(out["train"]) == {"base_pretrain_stage1", "base_pretrain_stage2", "base_pretrain"}
     assert 0.0 <= out["scores"]["saco"]["neg_correct"] <= 1.0
     assert set(out["checks"]) == {"saco_neg_correct>=0.90", "positive_kept_iou>=0.5", "watch_iou_low_not_zero"}
     assert -1.0 <= out["text_health"]["mean_offdiag_cos"] <= 1.0

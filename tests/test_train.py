@@ -128,8 +128,10 @@ def test_sam3_per_group_learning_rates():
     assert lr_scale_of("vision_encoder.neck.fpn_layers.0.proj1.weight", r, 4) == pytest.approx(0.5)
     assert lr_scale_of("text_encoder.text_model.final_layer_norm.weight", r, 4) == pytest.approx(0.1)
     assert lr_scale_of("detr_encoder.layers.0.mlp.fc1.weight", r, 4) == 1.0
-    default = recipes.RECIPES["all_trainable"]  # no scales set: one LR for every tensor
+    default = recipes.RECIPES["lora_r8_a8"]  # no scales set: one LR for every tensor
     assert lr_scale_of("vision_encoder.backbone.layers.0.mlp.fc1.weight", default, 4) == 1.0
+    full = recipes.RECIPES["all_trainable"]  # the full fine-tunes use SAM3's ratios
+    assert lr_scale_of("text_encoder.text_model.final_layer_norm.weight", full, 4) == pytest.approx(5e-5 / 8e-4)
     model = build_model("micro", 40)
     trainable = dict(model.named_parameters())
     groups = param_groups(model, trainable, r)
