@@ -114,7 +114,7 @@ def score_watch(ds: PairDataset, preds: Sequence[Prediction]) -> dict:
             "iou_seen_concepts": float(np.mean(seen)) if seen else None,
             "iou_unseen_concepts": float(np.mean(unseen)) if unseen else None,
             "per_task_iou": [round(float(v), 5) for v in iou.per_task],
-            "task_ids": [p.pair.pair_id for p in preds if p.pair.masks], **_presence_stats(preds)}
+            "task_ids": [p.pair.pair_id for p in pos], **_presence_stats(preds)}
 
 
 def _saco_inputs(ds: PairDataset, preds: Sequence[Prediction]) -> list[metrics.PairInput]:

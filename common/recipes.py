@@ -175,9 +175,8 @@ register(replace(
 STAGE2 = RECIPES["base_pretrain_stage2"]
 register(replace(
     STAGE2, name="base_pretrain", init="base_pretrain_stage2",
-    streams=(STAGE2.streams[0], StreamSpec("watch_pretrain", every=2, images=4, pos=4, neg=2)), steps=1500, lr=3e-4,
-    schedule=Schedule("warmup_cosine", warmup=50, final=0.05), p_hard_start=0.6, p_hard_end=0.6,
-    checkpoints=(500, 1000), resume_every=250,
+    streams=(STAGE2.streams[0], StreamSpec("watch_pretrain", every=2, images=4, pos=4, neg=2)), steps=1500,
+    p_hard_start=0.6, checkpoints=(500, 1000),  # LR, schedule and loss as stage 2
 ))
 BASE_STAGES = ("base_pretrain_stage1", "base_pretrain_stage2", "base_pretrain")
 

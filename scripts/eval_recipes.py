@@ -22,7 +22,8 @@ DEFAULT = ("base",) + recipes.POST01 + recipes.POST01_LORA + recipes.POST02
 
 
 def headline_rows(scores: dict[str, dict]) -> list[dict]:
-    """One row per recipe: watch IoU (all concepts; those the base saw in pre-training; the unseen jargon)/Dice, SA-Co neg_correct/cgF1/IL_MCC/pmF1/pos_mean_IoU, LVIS mIoU/pmF1."""
+    """One row per recipe: watch IoU (all concepts; those the base saw in pre-training; the unseen jargon) / Dice,
+    SA-Co neg_correct / cgF1 / IL_MCC / pmF1 / pos_mean_IoU, LVIS mIoU / pmF1."""
     rows = []
     for name, s in scores.items():
         w, sa, lv = s.get("watch", {}), s.get("saco", {}), s.get("lvis", {})

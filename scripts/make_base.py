@@ -1,10 +1,10 @@
 """`make base`: pre-train the tiny base model (plays base SAM3) and commit it with a manifest.
 
 Three stages (recipes ``base_pretrain_stage1``, ``base_pretrain_stage2``, ``base_pretrain`` in
-common/recipes.py): open-vocab pre-training with negatives (easy → hard curriculum) and watch pairs of the everyday
-watch concepts in 1 of 20 batches, then a watch-exposure stage (every 2nd batch from the watch pool). Then it scores the model against the targets the
-project set for "base SAM3" (SA-Co-like neg_correct ≥ 0.90; positive kept-mask IoU ≥ 0.5 at the 0.3
-threshold; low but non-zero watch IoU — the posts' base has 0.23) and writes:
+common/recipes.py): open-vocab pre-training with negatives (easy → hard curriculum) and watch pairs of the
+everyday watch concepts in 1 of 20 batches, then a watch-exposure stage (every 2nd batch from the watch pool).
+Then it scores the model against the targets the project set for "base SAM3" (SA-Co-like neg_correct ≥ 0.90;
+positive kept-mask IoU ≥ 0.5 at the 0.3 threshold; low but non-zero watch IoU — the posts' base has 0.23) and writes:
 
 - data/checkpoints/tiny_base.safetensors (fp16) + tiny_base.json (command, config hash, metrics, wall time);
 - results/base/base.json, the pre-training curve fig-base-curve.{png,svg}, and the text-health

@@ -103,7 +103,7 @@ def test_watch_structure_synonyms_compounds_colocation():
         if "crown" in parts and "pusher" in parts:  # adjacent on the flank: centroids close
             c = np.argwhere(parts["crown"][0]).mean(0)
             p = np.argwhere(parts["pusher"][0]).mean(0)
-            assert np.linalg.norm(c - p) < 40  # case radius ≤ 80 px (close-ups, generator v7)
+            assert np.linalg.norm(c - p) < worlds.WATCH_RADIUS[1] / 2  # within half the largest case radius
         assert set(parts) <= set(worlds.WATCH_CONCEPTS) and len(parts) < len(worlds.WATCH_CONCEPTS)
     assert seen_compound and seen_plain
 
