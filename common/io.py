@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import random
+import subprocess
 import sys
 import tempfile
 import time
@@ -128,12 +129,30 @@ def seed_everything(seed: int) -> None:
         pass
 
 
+def code_version() -> dict[str, Any]:
+    """The git commit of the code that produced a result, and whether its code (``*.py``, Makefile, requirements)
+    had uncommitted edits (results files being rewritten do not count).
+
+    ``{"commit": None}`` outside a git checkout (e.g. an unpacked archive).
+    """
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True, timeout=10).stdout
+
+    try:
+        commit = git("rev-parse", "HEAD").strip()
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", "*.py", "Makefile", "requirements.txt").strip())
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None}
+    return {"commit": commit, "dirty": dirty}
+
+
 def run_meta(config: dict[str, Any], seed: int, t0: float) -> dict[str, Any]:
-    """The reproducibility record every results JSON carries: command, config, seed, versions, wall time."""
+    """The reproducibility record every results JSON carries: command, config, seed, code commit, versions, wall time."""
     return {
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "config": config,
         "seed": seed,
+        "code": code_version(),
         "versions": package_versions(),
         "wall_time_s": round(time.time() - t0, 2),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -12,9 +12,15 @@ zero. This script separates the possible reasons, on the fine-tunes' saved check
   6 epochs): which comes first, a watch gain or an LVIS loss?
 - **per concept** — best-query IoU per watch concept for base and each final model, beside the concept's
   GT area at the mask grid, its instances per image, and whether the base saw it in pre-training.
+- **can the model draw watch masks at all** — (a) the resolution ceiling: the IoU of the GT itself after the
+  round trip through the mask grid the loss sees (area-downsample, bilinear upsample, > 0.5); (b) memorisation:
+  full-batch AdamW on the positives of a few watch_train images (frozen_te's trainable set), best-query IoU on
+  those same pairs before and after; (c) training-set fit: each final model's best-query IoU on watch_train
+  itself. High ceiling + memorisation works + no training-set fit = the fine-tune underfits the task; the
+  model's capacity and mask resolution are not the blocker.
 
 Writes results/diagnostics/watch-learnability.{json,md} and fig-watch-learnability.{png,svg}.
-Usage: python scripts/diagnose_watch.py [--scale tiny] [--recipes frozen_te,frozen_te_slow,...]
+Usage: python scripts/diagnose_watch.py [--scale tiny] [--recipes frozen_te,frozen_te_slow,...] [--memorize-steps 100]
 """
 from __future__ import annotations
 
@@ -22,18 +28,25 @@ import time
 from collections import defaultdict
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from common import cli, recipes, section
 from common.data import load_pairs
 from common.evaluate import eval_cache_path, evaluate_run, mask_readout
+from common.forward import forward_pairs
 from common.io import cached_json
-from common.metrics import union_mask
-from common.model import SPECS
+from common.losses import make_target, set_loss
+from common.metrics import mask_iou, union_mask
+from common.model import SPECS, to_pixels
 from common.worlds import WATCH_PRETRAIN_CONCEPTS, ensure_worlds
 
 RECIPES = ("frozen_te", "frozen_te_slow", "all_trainable", "fusion_only")
 MIN_STEP = 6  # checkpoints before this are indistinguishable from base at tiny (frozen_te saves steps 1, 2, 3, ...)
 GAIN = 0.05  # a watch gain / LVIS loss counts when it exceeds this (IoU points as a fraction)
+CEILING = 0.8  # a resolution ceiling above this leaves room for the posts' watch IoU gains
+MEMORIZE_IMAGES = 2  # watch_train images whose positives the memorisation check fits
+MEMORIZED = 0.5  # best-query IoU the memorisation check must reach on its own pairs
 
 
 def readout(name: str, scale: str, split: str, step: int | None) -> dict[str, float]:
@@ -88,13 +101,65 @@ def per_concept(name: str, scale: str, concept_of: dict[str, str]) -> dict[str, 
     return {c: float(np.mean(v)) for c, v in acc.items()}
 
 
+def resolution_ceiling(scale: str, split: str) -> float:
+    """Mean IoU of each positive pair's GT union with itself after the round trip through the mask grid (area
+    downsample to the grid the loss sees, bilinear upsample, > 0.5): what a perfect model could score."""
+    ds = load_pairs(ensure_worlds(scale=scale)[split])
+    grid = recipes.mask_size(scale)
+    ious = []
+    for p in ds:
+        if p.masks:
+            gt = union_mask(ds.gt_masks(p))
+            t = torch.from_numpy(gt.astype(np.float32))[None, None]
+            up = F.interpolate(F.interpolate(t, size=(grid, grid), mode="area"), size=gt.shape, mode="bilinear",
+                               align_corners=False)[0, 0].numpy() > 0.5
+            ious.append(mask_iou(up, gt))
+    return float(np.mean(ious))
+
+
+def memorize(scale: str, steps: int, n_images: int = MEMORIZE_IMAGES, lr: float = 3e-4, seed: int = 0) -> dict:
+    """Fit the base model (frozen_te's trainable set, one LR, full batch) to the positives of the first
+    ``n_images`` watch_train images; best-query IoU on those same pairs before and after ``steps`` steps."""
+    torch.manual_seed(seed)
+    ds = load_pairs(ensure_worlds(scale=scale)["watch_train"])
+    groups = ds.by_image()
+    keys = sorted(groups)[:n_images]
+    pairs = [p for k in keys for p in groups[k] if p.masks]
+    sub = ds.subset(pairs)
+    tok, size = recipes.tokenizer_for(scale), SPECS[scale].image_size
+    model = recipes.load_model("base", scale)
+    recipe = recipes.resolve("frozen_te", scale)
+    trainable = recipes.trainable_params(model, recipe)
+    pixels = to_pixels([ds.image(groups[k][0]) for k in keys], size)
+    index = torch.tensor([keys.index(str(p.path)) for p in pairs])
+    ids, am = tok([p.phrase for p in pairs])
+    targets = [make_target(ds.gt_masks(p), recipes.mask_size(scale)) for p in pairs]
+
+    def best_query() -> float:
+        return float(np.mean([v["best_query_iou"] for v in mask_readout(model, sub, tok, size).values()]))
+
+    before = best_query()
+    opt = torch.optim.AdamW(list(trainable.values()), lr=lr, weight_decay=0.0)
+    model.train()
+    for _ in range(steps):
+        loss = set_loss(forward_pairs(model, pixels, ids, am, index), targets, recipe.loss)
+        opt.zero_grad(set_to_none=True)
+        loss["total"].backward()
+        opt.step()
+    return {"images": n_images, "pairs": len(pairs), "steps": steps, "lr": lr, "best_query_iou_before": before,
+            "best_query_iou_after": best_query(), "mask_dice_loss_end": float(loss["mask_dice"]) if steps else None}
+
+
 def first_step(traj: list[dict], test) -> int | None:
     return next((r["step"] for r in traj if test(r)), None)
 
 
 def main(argv=None) -> dict:
-    args = cli.parse(__doc__, argv, extra=lambda ap: ap.add_argument(
-        "--recipes", default=",".join(RECIPES), help="comma-separated recipes to diagnose"))
+    def extra(ap):
+        ap.add_argument("--recipes", default=",".join(RECIPES), help="comma-separated recipes to diagnose")
+        ap.add_argument("--memorize-steps", type=int, default=100, help="full-batch steps of the memorisation check")
+
+    args = cli.parse(__doc__, argv, extra=extra)
     t0 = time.time()
     names = [n for n in args.recipes.split(",") if n]
     base = {"recipe": "base", "step": 0, "fraction": 0.0, **point("base", args.scale, None)}
@@ -143,14 +208,36 @@ def main(argv=None) -> dict:
             None if gain is None else gain >= GAIN,
             f"mean gain over {len(big)} large concepts " + ("n/a" if gain is None else f"{gain:+.3f}")))
 
+    ceiling = {split: resolution_ceiling(args.scale, split) for split in ("watch_test", "lvis_val")}
+    verdicts.append(section.verdict(
+        f"the mask grid is not the blocker (watch resolution ceiling ≥ {CEILING})", ceiling["watch_test"] >= CEILING,
+        f"GT through the {recipes.mask_size(args.scale)}² grid: watch_test IoU {ceiling['watch_test']:.3f}, "
+        f"lvis_val {ceiling['lvis_val']:.3f}"))
+    mem = memorize(args.scale, args.memorize_steps)
+    verdicts.append(section.verdict(
+        f"the model can draw watch masks it is fitted to (memorisation best-query IoU ≥ {MEMORIZED})",
+        mem["best_query_iou_after"] >= MEMORIZED,
+        f"{mem['pairs']} pairs on {mem['images']} watch_train images, {mem['steps']} full-batch steps at lr {mem['lr']:g}: "
+        f"best-query IoU {mem['best_query_iou_before']:.3f} → {mem['best_query_iou_after']:.3f}"))
+    train_fit = [{"recipe": m, "watch_train_best_query_iou": readout(m, args.scale, "watch_train", None)["best_query_iou"],
+                  "watch_test_best_query_iou": readout(m, args.scale, "watch_test", None)["best_query_iou"]} for m in models]
+    for r in train_fit[1:]:
+        verdicts.append(section.verdict(
+            f"{r['recipe']}: fits its own training pairs (watch_train best-query IoU ≥ base + {GAIN})",
+            r["watch_train_best_query_iou"] >= train_fit[0]["watch_train_best_query_iou"] + GAIN,
+            f"watch_train {r['watch_train_best_query_iou']:.3f} vs base {train_fit[0]['watch_train_best_query_iou']:.3f} "
+            f"(watch_test {r['watch_test_best_query_iou']:.3f} vs {train_fit[0]['watch_test_best_query_iou']:.3f})"))
+
     notes = ("Best-query IoU = the best single query mask (σ > 0.5, resized to the image) against the GT union, with "
              "no score gate; kept IoU = the posts' read-out. `gt_cells` = mean GT-union area on the "
              f"{recipes.mask_size(args.scale)}×{recipes.mask_size(args.scale)} mask grid the loss sees. "
              "Rows are checkpoints; `fraction` = step / run length.")
     section.emit(args, "watch-learnability", rows, t0=t0, config={"recipes": names, "scale": args.scale,
-                                                                  "min_step": MIN_STEP, "gain": GAIN},
+                                                                  "min_step": MIN_STEP, "gain": GAIN,
+                                                                  "memorize_steps": args.memorize_steps},
                  script="scripts/diagnose_watch.py", title="Issue #3 diagnosis — watch learning vs forgetting",
-                 verdicts=verdicts, extra={"per_concept": concepts}, notes=notes, figure=figure,
+                 verdicts=verdicts, extra={"per_concept": concepts, "resolution_ceiling": ceiling,
+                                                    "memorization": mem, "train_fit": train_fit}, notes=notes, figure=figure,
                  section="diagnostics")
     for v in verdicts:
         print(f"[{v['verdict']}] {v['check']}: {v['detail']}")

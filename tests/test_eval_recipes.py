@@ -28,7 +28,8 @@ def test_diagnose_watch_micro(tmp_path, monkeypatch):
     import diagnose_watch
 
     monkeypatch.setattr(recipes, "RUNS", tmp_path / "runs")
-    res = diagnose_watch.main(["--scale", "micro", "--recipes", "fusion_only", "--out", str(tmp_path / "res")])
+    res = diagnose_watch.main(["--scale", "micro", "--recipes", "fusion_only", "--memorize-steps", "2",
+                               "--out", str(tmp_path / "res")])
     assert [r["recipe"] for r in res["rows"]] == ["base", "fusion_only"]
     for r in res["rows"]:
         for k in ("watch_kept_iou", "watch_best_query_iou", "lvis_kept_miou", "lvis_best_query_miou"):
@@ -36,4 +37,23 @@ def test_diagnose_watch_micro(tmp_path, monkeypatch):
     assert {v["verdict"] for v in res["verdicts"]} <= {"holds", "does not hold", "not measurable"}
     doc = json.loads((tmp_path / "res" / "micro" / "diagnostics" / "watch-learnability.json").read_text())
     assert doc["per_concept"] and "gt_cells" in doc["per_concept"][0]
+    assert 0 < doc["resolution_ceiling"]["watch_test"] <= 1 and 0 < doc["resolution_ceiling"]["lvis_val"] <= 1
+    mem = doc["memorization"]
+    assert mem["steps"] == 2 and mem["pairs"] > 0 and 0 <= mem["best_query_iou_after"] <= 1
+    assert [r["recipe"] for r in doc["train_fit"]] == ["base", "fusion_only"]
+
+
+def test_resolution_ceiling_is_one_at_full_resolution(monkeypatch):
+    """The round trip through a mask grid as large as the image returns every GT mask exactly (IoU 1)."""
+    sys.path.insert(0, str(recipes.RUNS.parent.parent / "scripts"))
+    import diagnose_watch
+
+    from common.data import load_pairs
+    from common.worlds import ensure_worlds
+
+    first = load_pairs(ensure_worlds(scale="micro")["watch_test"])[0]
+    assert first.height == first.width
+    size = first.height
+    monkeypatch.setattr(recipes, "mask_size", lambda scale: size)
+    assert diagnose_watch.resolution_ceiling("micro", "watch_test") == 1.0
 

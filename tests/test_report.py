@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from common import report
-from common.io import ROOT, read_json
+from common.io import ROOT, code_version, read_json, run_meta
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import compare  # noqa: E402
@@ -45,6 +45,16 @@ def test_write_result_contract(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         report.write_result("post01", "9.15", [{"watch IoU": 1}], meta={}, scale="tiny", root=tmp_path)
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_run_meta_records_the_code_commit() -> None:
+    meta = run_meta({"k": 1}, 3, t0=0.0)
+    assert meta["config"] == {"k": 1} and meta["seed"] == 3 and "torch" in meta["versions"]
+    if (ROOT / ".git").exists():
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        assert meta["code"]["commit"] == head and isinstance(meta["code"]["dirty"], bool)
+    else:
+        assert code_version() == {"commit": None}
 
 
 def test_pairs_and_markdown(tmp_path: Path) -> None:
