@@ -18,6 +18,7 @@ $(VENV): requirements.txt
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"      # CPU wheel first, so nothing pulls a CUDA build
 	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -c "import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()['purelib'], 'repo-root.pth').write_text('$(CURDIR)\n')"  # `python post01/x.py` imports common/
 	@touch $@
 
 setup: $(VENV) ## create/update .venv from requirements.txt

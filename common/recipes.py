@@ -364,6 +364,11 @@ def run_dir(name: str | Recipe, scale: str) -> Path:
     return RUNS / scale / f"{r.name}-{run_hash(r, scale, worlds_hash(scale))}"
 
 
+def trained(name: str | Recipe, scale: str) -> bool:
+    """Whether recipe ``name`` has a finished run at ``scale`` with its current config hash."""
+    return (run_dir(name, scale) / "done.json").exists()
+
+
 def run_steps(name: str | Recipe, scale: str) -> int:
     """Total optimiser steps of a finished run (its done.json), training it first if needed."""
     train(name, scale)

@@ -39,7 +39,7 @@ def is_cached(name: str, scale: str, suites: Sequence[str]) -> bool:
 
     if name == "base":
         return False  # cheap: scored in the calling process
-    return (recipes.run_dir(name, scale) / "done.json").exists() and _eval_cache(name, scale, suites).exists()
+    return recipes.trained(name, scale) and _eval_cache(name, scale, suites).exists()
 
 
 def _init_worker(runs: str, threads: int) -> None:

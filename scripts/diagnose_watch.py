@@ -13,7 +13,9 @@ zero. This script separates the possible reasons, on the fine-tunes' saved check
 - **per concept** — best-query IoU per watch concept for base and each final model, beside the concept's
   GT area at the mask grid, its instances per image, and whether the base saw it in pre-training.
 - **can the model draw watch masks at all** — (a) the resolution ceiling: the IoU of the GT itself after the
-  round trip through the mask grid the loss sees (area-downsample, bilinear upsample, > 0.5); (b) memorisation:
+  round trip through the mask grid the loss sees (area-downsample, bilinear upsample, > 0.5), and through the
+  ViT's token grid (8² at tiny: the grid the fusion encoder and the queries attend over), overall and per
+  concept, with the rank correlation between a concept's token-grid ceiling and the base's IoU on it; (b) memorisation:
   full-batch AdamW on the positives of a few watch_train images (frozen_te's trainable set), best-query IoU on
   those same pairs before and after; (c) training-set fit: each final model's best-query IoU on watch_train
   itself. High ceiling + memorisation works + no training-set fit = the fine-tune underfits the task; the
@@ -30,6 +32,7 @@ from collections import defaultdict
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.stats import spearmanr
 
 from common import cli, recipes, section
 from common.data import load_pairs
@@ -39,12 +42,14 @@ from common.io import cached_json
 from common.losses import make_target, set_loss
 from common.metrics import mask_iou, union_mask
 from common.model import SPECS, to_pixels
+from common.report import markdown_table
 from common.worlds import WATCH_PRETRAIN_CONCEPTS, ensure_worlds
 
 RECIPES = ("frozen_te", "frozen_te_slow", "all_trainable", "fusion_only")
 MIN_STEP = 6  # checkpoints before this are indistinguishable from base at tiny (frozen_te saves steps 1, 2, 3, ...)
 GAIN = 0.05  # a watch gain / LVIS loss counts when it exceeds this (IoU points as a fraction)
 CEILING = 0.8  # a resolution ceiling above this leaves room for the posts' watch IoU gains
+RHO = 0.5  # a per-concept rank correlation at least this strong counts as 'the grid explains the IoU'
 MEMORIZE_IMAGES = 2  # watch_train images whose positives the memorisation check fits
 MEMORIZED = 0.5  # best-query IoU the memorisation check must reach on its own pairs
 
@@ -101,20 +106,21 @@ def per_concept(name: str, scale: str, concept_of: dict[str, str]) -> dict[str, 
     return {c: float(np.mean(v)) for c, v in acc.items()}
 
 
-def resolution_ceiling(scale: str, split: str) -> float:
-    """Mean IoU of each positive pair's GT union with itself after the round trip through the mask grid (area
-    downsample to the grid the loss sees, bilinear upsample, > 0.5): what a perfect model could score."""
+def resolution_ceiling(scale: str, split: str, grid: int) -> dict[str, float]:
+    """IoU of each positive pair's GT union with itself after a round trip through a ``grid``² grid (area
+    downsample, bilinear upsample, > 0.5), averaged per phrase and overall ("all"): what a model whose masks
+    carry only that grid's detail could score. Run at the mask grid the loss sees and at the ViT token grid."""
     ds = load_pairs(ensure_worlds(scale=scale)[split])
-    grid = recipes.mask_size(scale)
-    ious = []
+    acc: dict[str, list] = defaultdict(list)
     for p in ds:
         if p.masks:
             gt = union_mask(ds.gt_masks(p))
             t = torch.from_numpy(gt.astype(np.float32))[None, None]
             up = F.interpolate(F.interpolate(t, size=(grid, grid), mode="area"), size=gt.shape, mode="bilinear",
                                align_corners=False)[0, 0].numpy() > 0.5
-            ious.append(mask_iou(up, gt))
-    return float(np.mean(ious))
+            acc[p.phrase].append(mask_iou(up, gt))
+    return {"all": float(np.mean([v for vs in acc.values() for v in vs])),
+            **{c: float(np.mean(v)) for c, v in acc.items()}}
 
 
 def memorize(scale: str, steps: int, n_images: int = MEMORIZE_IMAGES, lr: float = 3e-4, seed: int = 0) -> dict:
@@ -208,11 +214,25 @@ def main(argv=None) -> dict:
             None if gain is None else gain >= GAIN,
             f"mean gain over {len(big)} large concepts " + ("n/a" if gain is None else f"{gain:+.3f}")))
 
-    ceiling = {split: resolution_ceiling(args.scale, split) for split in ("watch_test", "lvis_val")}
+    grids = {"mask": recipes.mask_size(args.scale), "token": SPECS[args.scale].grid}
+    ceil = {g: {split: resolution_ceiling(args.scale, split, n) for split in ("watch_test", "lvis_val")}
+            for g, n in grids.items()}
+    ceiling = {f"{g}_grid_{n}": {split: c["all"] for split, c in ceil[g].items()} for g, n in grids.items()}
+    for g, what in (("mask", "the mask grid the loss sees"), ("token", "the ViT token grid")):
+        c = ceil[g]
+        verdicts.append(section.verdict(
+            f"{what} is not the blocker (watch resolution ceiling ≥ {CEILING})", c["watch_test"]["all"] >= CEILING,
+            f"GT through the {grids[g]}² grid: watch_test IoU {c['watch_test']['all']:.3f}, "
+            f"lvis_val {c['lvis_val']['all']:.3f}"))
+    for c in concepts:
+        c["token_grid_ceiling"] = ceil["token"]["watch_test"].get(c["concept"])
+    paired = [(c["token_grid_ceiling"], c["best_query_iou_base"]) for c in concepts
+              if c["token_grid_ceiling"] is not None and c["best_query_iou_base"] is not None]
+    rho, pval = spearmanr(*zip(*paired))
     verdicts.append(section.verdict(
-        f"the mask grid is not the blocker (watch resolution ceiling ≥ {CEILING})", ceiling["watch_test"] >= CEILING,
-        f"GT through the {recipes.mask_size(args.scale)}² grid: watch_test IoU {ceiling['watch_test']:.3f}, "
-        f"lvis_val {ceiling['lvis_val']:.3f}"))
+        f"the base segments the concepts the token grid resolves (Spearman ρ ≥ {RHO} over concepts, token-grid "
+        "ceiling vs base best-query IoU)", bool(rho >= RHO),
+        f"ρ = {rho:.2f} (p = {pval:.2g}) over {len(paired)} concepts"))
     mem = memorize(args.scale, args.memorize_steps)
     verdicts.append(section.verdict(
         f"the model can draw watch masks it is fitted to (memorisation best-query IoU ≥ {MEMORIZED})",
@@ -231,12 +251,16 @@ def main(argv=None) -> dict:
     notes = ("Best-query IoU = the best single query mask (σ > 0.5, resized to the image) against the GT union, with "
              "no score gate; kept IoU = the posts' read-out. `gt_cells` = mean GT-union area on the "
              f"{recipes.mask_size(args.scale)}×{recipes.mask_size(args.scale)} mask grid the loss sees. "
-             "Rows are checkpoints; `fraction` = step / run length.")
+             "Rows are checkpoints; `fraction` = step / run length. `token_grid_ceiling` = the concept's GT through "
+             f"the {grids['token']}² ViT token grid.\n\n### Per watch concept (watch_test best-query IoU)\n\n"
+             + markdown_table(concepts))
     section.emit(args, "watch-learnability", rows, t0=t0, config={"recipes": names, "scale": args.scale,
                                                                   "min_step": MIN_STEP, "gain": GAIN,
                                                                   "memorize_steps": args.memorize_steps},
                  script="scripts/diagnose_watch.py", title="Issue #3 diagnosis — watch learning vs forgetting",
                  verdicts=verdicts, extra={"per_concept": concepts, "resolution_ceiling": ceiling,
+                                                    "token_ceiling_vs_base_iou": {"spearman_rho": float(rho),
+                                                                                  "p_value": float(pval)},
                                                     "memorization": mem, "train_fit": train_fit}, notes=notes, figure=figure,
                  section="diagnostics")
     for v in verdicts:
@@ -248,7 +272,7 @@ def figure(result: dict):
     """Watch IoU and LVIS-like mIoU against the fraction of each run (solid = kept, dashed = best query)."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
     rows = result["rows"]
     base = rows[0]
     for ax, (kept, bestq, title) in zip(axes, (("watch_kept_iou", "watch_best_query_iou", "watch test IoU"),
@@ -261,6 +285,15 @@ def figure(result: dict):
             ax.plot(x, [r[bestq] for r in tr], "--", color=c, alpha=0.7, label=f"{name} best query")
         ax.set(xlabel="fraction of the fine-tune", title=title, ylim=(0, 1))
     axes[0].legend(fontsize=7)
+    concepts = [c for c in result.get("per_concept", []) if c.get("token_grid_ceiling") is not None]
+    models = [k[len("best_query_iou_"):] for k in (concepts[0] if concepts else {}) if k.startswith("best_query_iou_")]
+    for i, m in enumerate(models[:2]):  # base and the first fine-tune
+        axes[2].scatter([c["token_grid_ceiling"] for c in concepts], [c[f"best_query_iou_{m}"] for c in concepts],
+                        s=14, color=f"C{i}", alpha=0.8, label=m)
+    axes[2].plot([0, 1], [0, 1], ":", color="grey")
+    axes[2].set(xlabel="token-grid ceiling (GT through the ViT grid)", ylabel="best-query IoU",
+                title="per watch concept", xlim=(0, 1), ylim=(0, 1))
+    axes[2].legend(fontsize=7)
     fig.suptitle(f"Watch learning vs forgetting ({result['scale']})")
     fig.tight_layout()
     return fig

@@ -37,7 +37,12 @@ def test_diagnose_watch_micro(tmp_path, monkeypatch):
     assert {v["verdict"] for v in res["verdicts"]} <= {"holds", "does not hold", "not measurable"}
     doc = json.loads((tmp_path / "res" / "micro" / "diagnostics" / "watch-learnability.json").read_text())
     assert doc["per_concept"] and "gt_cells" in doc["per_concept"][0]
-    assert 0 < doc["resolution_ceiling"]["watch_test"] <= 1 and 0 < doc["resolution_ceiling"]["lvis_val"] <= 1
+    assert len(doc["resolution_ceiling"]) == 2  # the mask grid and the ViT token grid
+    for c in doc["resolution_ceiling"].values():
+        assert 0 <= c["watch_test"] <= 1 and 0 <= c["lvis_val"] <= 1
+    mask, token = (doc["resolution_ceiling"][k]["lvis_val"] for k in sorted(doc["resolution_ceiling"]))
+    assert mask >= token  # the finer grid keeps at least as much of every mask
+    assert all("token_grid_ceiling" in c for c in doc["per_concept"])
     mem = doc["memorization"]
     assert mem["steps"] == 2 and mem["pairs"] > 0 and 0 <= mem["best_query_iou_after"] <= 1
     assert [r["recipe"] for r in doc["train_fit"]] == ["base", "fusion_only"]
@@ -54,6 +59,8 @@ def test_resolution_ceiling_is_one_at_full_resolution(monkeypatch):
     first = load_pairs(ensure_worlds(scale="micro")["watch_test"])[0]
     assert first.height == first.width
     size = first.height
-    monkeypatch.setattr(recipes, "mask_size", lambda scale: size)
-    assert diagnose_watch.resolution_ceiling("micro", "watch_test") == 1.0
+    ceiling = diagnose_watch.resolution_ceiling("micro", "watch_test", size)
+    assert set(ceiling.values()) == {1.0} and "all" in ceiling
+    coarse = diagnose_watch.resolution_ceiling("micro", "watch_test", 2)
+    assert coarse["all"] < 1.0  # a 2×2 grid cannot hold the watch parts
 

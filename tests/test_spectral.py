@@ -205,3 +205,29 @@ def test_intruders() -> None:
 def test_rejects_vectors() -> None:
     with pytest.raises(ValueError):
         sp.as_matrix(torch.ones(3))
+
+
+def test_bench_spectral_numpy_loop_agrees_with_the_batched_report():
+    """scripts/bench_spectral.py: its per-tensor NumPy reference gives the batched report's numbers, including a
+    conv kernel (flattened by as_matrix) and an untouched tensor (e90 = ER = 0), and time_both checks that."""
+    import sys
+
+    from common.io import ROOT
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import bench_spectral
+
+    base, tuned = bench_spectral.synthetic_states(6)
+    g = torch.Generator().manual_seed(1)
+    base["conv.weight"] = torch.randn(8, 3, 2, 2, generator=g)
+    tuned["conv.weight"] = base["conv.weight"] + 0.1 * torch.randn(8, 3, 2, 2, generator=g)
+    base["frozen.weight"] = tuned["frozen.weight"] = torch.randn(5, 7, generator=g)
+    ref = {r["name"]: r for r in bench_spectral.numpy_loop_report(base, tuned)}
+    df = sp.spectral_report(base, tuned)
+    assert set(ref) == set(df["name"])
+    for r in df.itertuples():
+        assert r.mp_rank_fro == ref[r.name]["mp_rank_fro"] and r.e90 == ref[r.name]["e90"], r.name
+        assert r.entropy_er == pytest.approx(ref[r.name]["entropy_er"], rel=1e-9), r.name
+    assert ref["frozen.weight"]["e90"] == 0 and ref["conv.weight"]["e90"] >= 1
+    row = bench_spectral.time_both(base, tuned, repeats=1)
+    assert row["tensors"] == len(df) and row["batched_s"] > 0 and row["numpy_loop_s"] > 0
