@@ -188,10 +188,14 @@ register(Recipe(name="all_trainable", streams=(WATCH,), **FT))
 POST01_TRAJECTORY_STEPS = (50, 100, 200, 400, 800, 1200, 2000, 5313, 10626, 15939)
 register(Recipe(name="frozen_te", streams=(WATCH,), frozen=T, **FT,
                 checkpoint_fractions=tuple(s / 15939 for s in POST01_TRAJECTORY_STEPS)))
-# Issue #3 diagnosis (scripts/diagnose_watch.py): frozen_te at 1/5 of the LR for twice the epochs: does a gentler
+# Issue #3 diagnosis (scripts/diagnose_watch.py): frozen_te at 1/15 of the LR for twice the epochs: does a gentler
 # fine-tune learn the watch masks before it forgets LVIS?
 register(Recipe(name="frozen_te_slow", streams=(WATCH,), frozen=T, **{**FT, "lr": 2e-5, "epochs": 6.0},
                 checkpoint_fractions=(1 / 12, 1 / 6, 1 / 3, 1 / 2, 2 / 3)))
+# ... and frozen_te at its LR for 4× the epochs (948 steps; the post's fine-tune ran 15,939): is the tiny fine-tune
+# merely too short to learn the watch task?
+register(Recipe(name="frozen_te_long", streams=(WATCH,), frozen=T, **{**FT, "epochs": 12.0},
+                checkpoint_fractions=(1 / 8, 1 / 4, 1 / 2, 3 / 4)))
 register(Recipe(name="fusion_only", streams=(WATCH,), trainable=fusion_layer_prefixes(range(5)), **FT))
 
 # Post 02 §2–§3: replay during the fine-tune, and post-hoc recovery.

@@ -8,8 +8,8 @@ zero. This script separates the possible reasons, on the fine-tunes' saved check
   is the best single query mask with no score gate. If best-query ≫ kept, the masks exist and only the
   scores are off (calibration); if both are ≈ 0, the model cannot draw the watch masks.
 - **learning vs forgetting over the run** — watch IoU and LVIS-like mIoU (kept and best-query) at every
-  saved checkpoint, for the standard ``frozen_te`` (lr 1e-4, 3 epochs) and ``frozen_te_slow`` (lr 2e-5,
-  6 epochs): which comes first, a watch gain or an LVIS loss?
+  saved checkpoint, for the standard ``frozen_te`` (lr 3e-4, 3 epochs), ``frozen_te_slow`` (lr 2e-5, 6 epochs)
+  and ``frozen_te_long`` (lr 3e-4, 12 epochs): which comes first, a watch gain or an LVIS loss?
 - **per concept** — best-query IoU per watch concept for base and each final model, beside the concept's
   GT area at the mask grid, its instances per image, and whether the base saw it in pre-training.
 - **can the model draw watch masks at all** — (a) the resolution ceiling: the IoU of the GT itself after the
@@ -45,7 +45,7 @@ from common.model import SPECS, to_pixels
 from common.report import markdown_table
 from common.worlds import WATCH_PRETRAIN_CONCEPTS, ensure_worlds
 
-RECIPES = ("frozen_te", "frozen_te_slow", "all_trainable", "fusion_only")
+RECIPES = ("frozen_te", "frozen_te_slow", "frozen_te_long", "all_trainable", "fusion_only")
 MIN_STEP = 6  # checkpoints before this are indistinguishable from base at tiny (frozen_te saves steps 1, 2, 3, ...)
 GAIN = 0.05  # a watch gain / LVIS loss counts when it exceeds this (IoU points as a fraction)
 CEILING = 0.8  # a resolution ceiling above this leaves room for the posts' watch IoU gains
@@ -149,11 +149,13 @@ def memorize(scale: str, steps: int, n_images: int = MEMORIZE_IMAGES, lr: float 
     model.train()
     for _ in range(steps):
         loss = set_loss(forward_pairs(model, pixels, ids, am, index), targets, recipe.loss)
+        if not torch.isfinite(loss["total"]):
+            raise FloatingPointError(f"memorisation check: non-finite loss {float(loss['total'].detach())}")
         opt.zero_grad(set_to_none=True)
         loss["total"].backward()
         opt.step()
     return {"images": n_images, "pairs": len(pairs), "steps": steps, "lr": lr, "best_query_iou_before": before,
-            "best_query_iou_after": best_query(), "mask_dice_loss_end": float(loss["mask_dice"]) if steps else None}
+            "best_query_iou_after": best_query(), "mask_dice_loss_end": float(loss["mask_dice"].detach()) if steps else None}
 
 
 def first_step(traj: list[dict], test) -> int | None:
