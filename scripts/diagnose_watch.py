@@ -50,6 +50,7 @@ MIN_STEP = 6  # checkpoints before this are indistinguishable from base at tiny 
 GAIN = 0.05  # a watch gain / LVIS loss counts when it exceeds this (IoU points as a fraction)
 CEILING = 0.8  # a resolution ceiling above this leaves room for the posts' watch IoU gains
 RHO = 0.5  # a per-concept rank correlation at least this strong counts as 'the grid explains the IoU'
+RESOLVED = 0.5  # a concept whose GT keeps IoU ≥ this through the ViT token grid counts as resolved by it
 MEMORIZE_IMAGES = 2  # watch_train images whose positives the memorisation check fits
 MEMORIZED = 0.5  # best-query IoU the memorisation check must reach on its own pairs
 
@@ -235,6 +236,19 @@ def main(argv=None) -> dict:
         f"the base segments the concepts the token grid resolves (Spearman ρ ≥ {RHO} over concepts, token-grid "
         "ceiling vs base best-query IoU)", bool(rho >= RHO),
         f"ρ = {rho:.2f} (p = {pval:.2g}) over {len(paired)} concepts"))
+    by_res = {}
+    for m in names:
+        gains = {res: [c[f"best_query_iou_{m}"] - c["best_query_iou_base"] for c in concepts
+                       if c["token_grid_ceiling"] is not None and (c["token_grid_ceiling"] >= RESOLVED) == (res == "resolved")]
+                 for res in ("resolved", "sub_token")}
+        by_res[m] = {res: {"concepts": len(g), "mean_gain": float(np.mean(g)) if g else None} for res, g in gains.items()}
+        hi, lo = by_res[m]["resolved"]["mean_gain"], by_res[m]["sub_token"]["mean_gain"]
+        verdicts.append(section.verdict(
+            f"{m}: its watch gains sit on the concepts the token grid resolves (mean best-query gain on concepts with "
+            f"token-grid ceiling ≥ {RESOLVED} exceeds the rest's by ≥ {GAIN})",
+            None if hi is None or lo is None else hi - lo >= GAIN,
+            f"{hi:+.3f} over {by_res[m]['resolved']['concepts']} resolved concepts vs {lo:+.3f} over "
+            f"{by_res[m]['sub_token']['concepts']} sub-token ones" if hi is not None and lo is not None else "n/a"))
     mem = memorize(args.scale, args.memorize_steps)
     verdicts.append(section.verdict(
         f"the model can draw watch masks it is fitted to (memorisation best-query IoU ≥ {MEMORIZED})",
@@ -263,6 +277,7 @@ def main(argv=None) -> dict:
                  verdicts=verdicts, extra={"per_concept": concepts, "resolution_ceiling": ceiling,
                                                     "token_ceiling_vs_base_iou": {"spearman_rho": float(rho),
                                                                                   "p_value": float(pval)},
+                                                    "gain_by_token_resolution": by_res,
                                                     "memorization": mem, "train_fit": train_fit}, notes=notes, figure=figure,
                  section="diagnostics")
     for v in verdicts:
@@ -271,7 +286,8 @@ def main(argv=None) -> dict:
 
 
 def figure(result: dict):
-    """Watch IoU and LVIS-like mIoU against the fraction of each run (solid = kept, dashed = best query)."""
+    """Watch IoU and LVIS-like mIoU against the fraction of each run (solid = kept, dashed = best query), and per
+    watch concept the base's and the best fine-tune's best-query IoU against the concept's token-grid ceiling."""
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
@@ -289,7 +305,9 @@ def figure(result: dict):
     axes[0].legend(fontsize=7)
     concepts = [c for c in result.get("per_concept", []) if c.get("token_grid_ceiling") is not None]
     models = [k[len("best_query_iou_"):] for k in (concepts[0] if concepts else {}) if k.startswith("best_query_iou_")]
-    for i, m in enumerate(models[:2]):  # base and the first fine-tune
+    tuned = [m for m in models if m != "base"]
+    best = max(tuned, key=lambda m: np.mean([c[f"best_query_iou_{m}"] for c in concepts])) if tuned else None
+    for i, m in enumerate(["base"] + ([best] if best else [])):  # base and the fine-tune that learned most
         axes[2].scatter([c["token_grid_ceiling"] for c in concepts], [c[f"best_query_iou_{m}"] for c in concepts],
                         s=14, color=f"C{i}", alpha=0.8, label=m)
     axes[2].plot([0, 1], [0, 1], ":", color="grey")
