@@ -194,8 +194,13 @@ register(Recipe(name="frozen_te_slow", streams=(WATCH,), frozen=T, **{**FT, "lr"
                 checkpoint_fractions=(1 / 12, 1 / 6, 1 / 3, 1 / 2, 2 / 3)))
 # ... and frozen_te at its LR for 4× the epochs (948 steps; the post's fine-tune ran 15,939): is the tiny fine-tune
 # merely too short to learn the watch task?
-register(Recipe(name="frozen_te_long", streams=(WATCH,), frozen=T, **{**FT, "epochs": 12.0},
-                checkpoint_fractions=(1 / 8, 1 / 4, 1 / 2, 3 / 4)))
+LONG = dict(frozen=T, epochs=12.0, checkpoint_fractions=(1 / 8, 1 / 4, 1 / 2, 3 / 4))
+register(Recipe(name="frozen_te_long", streams=(WATCH,), **{**FT, **LONG}))
+# ... the same at a third of the LR (is there an LR at which the watch gain comes before the LVIS loss?), and with
+# Post 02's LVIS replay (1 LVIS batch per 10): does replay hold LVIS while the long fine-tune learns the watch?
+register(Recipe(name="frozen_te_long_lr1e4", streams=(WATCH,), **{**FT, **LONG, "lr": 1e-4}))
+register(Recipe(name="lvis_replay_long", streams=(WATCH, StreamSpec("lvis_train", every=10, images=1, pos=2)),
+                **{**FT, **LONG}))
 register(Recipe(name="fusion_only", streams=(WATCH,), trainable=fusion_layer_prefixes(range(5)), **FT))
 
 # Post 02 §2–§3: replay during the fine-tune, and post-hoc recovery.

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import spearmanr
 
-from common import cli, recipes, section
+from common import cli, published, recipes, section
 from common.data import load_pairs
 from common.evaluate import eval_cache_path, evaluate_run, mask_readout
 from common.forward import forward_pairs
@@ -45,11 +45,13 @@ from common.model import SPECS, to_pixels
 from common.report import markdown_table
 from common.worlds import WATCH_PRETRAIN_CONCEPTS, ensure_worlds
 
-RECIPES = ("frozen_te", "frozen_te_slow", "frozen_te_long", "all_trainable", "fusion_only")
+RECIPES = ("frozen_te", "frozen_te_slow", "frozen_te_long", "frozen_te_long_lr1e4", "lvis_replay_long", "all_trainable",
+           "fusion_only")
 MIN_STEP = 6  # checkpoints before this are indistinguishable from base at tiny (frozen_te saves steps 1, 2, 3, ...)
 GAIN = 0.05  # a watch gain / LVIS loss counts when it exceeds this (IoU points as a fraction)
 CEILING = 0.8  # a resolution ceiling above this leaves room for the posts' watch IoU gains
 RHO = 0.5  # a per-concept rank correlation at least this strong counts as 'the grid explains the IoU'
+COLLAPSE = 0.2  # a fall of SA-Co-like neg_correct at least this large counts as the refusal collapse
 RESOLVED = 0.5  # a concept whose GT keeps IoU ≥ this through the ViT token grid counts as resolved by it
 MEMORIZE_IMAGES = 2  # watch_train images whose positives the memorisation check fits
 MEMORIZED = 0.5  # best-query IoU the memorisation check must reach on its own pairs
@@ -264,6 +266,31 @@ def main(argv=None) -> dict:
             f"watch_train {r['watch_train_best_query_iou']:.3f} vs base {train_fit[0]['watch_train_best_query_iou']:.3f} "
             f"(watch_test {r['watch_test_best_query_iou']:.3f} vs {train_fit[0]['watch_test_best_query_iou']:.3f})"))
 
+    def pub(column: str) -> str:
+        return " → ".join(published.value("post02", "3.1", r, column)["printed"]
+                          for r in ("base SAM3", "frozen-TE FT (no replay)"))
+
+    headline_published = (f"Post 02 Table 3.1, base SAM3 → frozen-TE FT (no replay): watch IoU {pub('Watch IoU')}, "
+                          f"neg_correct {pub('SA-Co neg_correct')}, LVIS mIoU {pub('LVIS mIoU')}")
+    # The posts' headline on each final model (Post 01 Table 4.2 / Post 02 Table 3.1): watch IoU up, SA-Co-like
+    # refusal down, LVIS-like mIoU kept.
+    final = {r["recipe"]: r for r in rows}  # the last row of each recipe is its final model
+    headline = []
+    for m in models:
+        sc = evaluate_run(m, args.scale, ("saco",))["saco"]
+        headline.append({"recipe": m, "watch_iou": final[m]["watch_kept_iou"], "lvis_miou": final[m]["lvis_kept_miou"],
+                         "saco_neg_correct": sc["neg_correct"], "saco_cgF1": sc["cgF1"]})
+    b = headline[0]
+    for h in headline[1:]:
+        dw, dn, dl = h["watch_iou"] - b["watch_iou"], h["saco_neg_correct"] - b["saco_neg_correct"], h["lvis_miou"] - b["lvis_miou"]
+        verdicts.append(section.verdict(
+            f"{h['recipe']}: the posts' headline shape (watch IoU ≥ base + {GAIN}, SA-Co-like neg_correct ≤ base − "
+            f"{COLLAPSE}, LVIS-like mIoU ≥ base − {GAIN})", dw >= GAIN and dn <= -COLLAPSE and dl >= -GAIN,
+            f"watch IoU {b['watch_iou']:.3f} → {h['watch_iou']:.3f} ({dw:+.3f}), neg_correct "
+            f"{b['saco_neg_correct']:.3f} → {h['saco_neg_correct']:.3f} ({dn:+.3f}), LVIS mIoU {b['lvis_miou']:.3f} → "
+            f"{h['lvis_miou']:.3f} ({dl:+.3f})",
+            headline_published))
+
     notes = ("Best-query IoU = the best single query mask (σ > 0.5, resized to the image) against the GT union, with "
              "no score gate; kept IoU = the posts' read-out. `gt_cells` = mean GT-union area on the "
              f"{recipes.mask_size(args.scale)}×{recipes.mask_size(args.scale)} mask grid the loss sees. "
@@ -278,6 +305,7 @@ def main(argv=None) -> dict:
                                                     "token_ceiling_vs_base_iou": {"spearman_rho": float(rho),
                                                                                   "p_value": float(pval)},
                                                     "gain_by_token_resolution": by_res,
+                                                    "headline": headline,
                                                     "memorization": mem, "train_fit": train_fit}, notes=notes, figure=figure,
                  section="diagnostics")
     for v in verdicts:

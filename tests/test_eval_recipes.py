@@ -46,6 +46,9 @@ def test_diagnose_watch_micro(tmp_path, monkeypatch):
     mem = doc["memorization"]
     assert mem["steps"] == 2 and mem["pairs"] > 0 and 0 <= mem["best_query_iou_after"] <= 1
     assert [r["recipe"] for r in doc["train_fit"]] == ["base", "fusion_only"]
+    assert [r["recipe"] for r in doc["headline"]] == ["base", "fusion_only"]
+    assert all(0 <= r["saco_neg_correct"] <= 1 for r in doc["headline"])
+    assert any("headline shape" in v.get("check", "") and "Table 3.1" in v.get("published", "") for v in doc["verdicts"])
 
 
 def test_resolution_ceiling_is_one_at_full_resolution(monkeypatch):
