@@ -8,7 +8,7 @@ export PYTHONPATH := $(CURDIR)
 export TOKENIZERS_PARALLELISM := false
 export HF_HUB_OFFLINE := 1
 
-.PHONY: help setup test worlds base bench recipes eval
+.PHONY: help setup test worlds base bench learnability recipes eval
 
 help:
 	@grep -E '^[a-zA-Z0-9_.-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -34,6 +34,9 @@ bench: $(VENV) ## benchmark: params and s/step of the tiny model
 
 base: $(VENV) ## regenerate the committed tiny base checkpoint (pre-training, ≈1 h CPU)
 	$(PY) scripts/make_base.py --scale $(SCALE)
+
+learnability: $(VENV) ## issue #15: learnability candidates (base v3 vs v4, batch, objective, replay, LoRA) under one compute budget
+	$(PY) scripts/learnability.py --scale $(SCALE) --jobs $${JOBS:-2} --threads 1
 
 recipes: $(VENV) ## train every Post 01 / Post 02 recipe (cached by config hash)
 	$(PY) scripts/eval_recipes.py --scale $(SCALE) --train-only

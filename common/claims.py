@@ -47,6 +47,10 @@ class NotYetRun(LookupError):
     """A results file, row or key a claim needs does not exist (yet)."""
 
 
+class WithinSpread(Exception):
+    """Two recipes differ by less than the run-to-run (seed) spread: the ordering is not measurable."""
+
+
 # ----------------------------------------------------------------------------- results access
 class Results:
     """Read-only view of one results root (``results/`` for tiny, ``results/sam3/`` for sam3).
@@ -113,6 +117,13 @@ class Results:
         raise NotYetRun(f"recipes.json has no recipe {recipe!r}")
 
 
+    def spread(self, suite: str, name: str) -> float | None:
+        """The run-to-run spread of a recipe metric (``recipes.json`` → ``seed_spread.max["suite.name"]``: the largest
+        |seed 0 − seed 1| over the recipes retrained with another seed); None where it was not measured."""
+        v = ((self.load("recipes").get("seed_spread") or {}).get("max") or {}).get(f"{suite}.{name}")
+        return None if v is None else float(v)
+
+
 def _same(a: Any, b: Any) -> bool:
     if a is None:
         return False
@@ -140,6 +151,17 @@ def cmp(a: float, op: str, b: float, what: str = "") -> Outcome:
     """``a op b`` with the numbers in the detail string."""
     ok = bool(_OPS[op](a, b))
     return ok, f"{what + ': ' if what else ''}{_fmt(a)} {op} {_fmt(b)}"
+
+
+def vs(r: "Results", a: str, op: str, b: str, suite: str = "watch", name: str = "iou") -> Outcome:
+    """Recipe ``a`` vs recipe ``b`` on one ``recipes.json`` metric, read against the run-to-run spread: a margin no
+    larger than the seed spread (:meth:`Results.spread`) is no ordering, and the claim is "not measurable"."""
+    x, y = r.metric(a, suite, name), r.metric(b, suite, name)
+    ok, detail = cmp(x, op, y, f"{suite} {name} {a} vs {b}")
+    s = r.spread(suite, name)
+    if s is not None and abs(x - y) <= s:
+        raise WithinSpread(f"{detail}, a margin of {abs(x - y):.4g} within the seed spread {s:.4g}")
+    return ok, detail + ("" if s is None else f" (seed spread {s:.3g})")
 
 
 def within(a: float, b: float, tol: float, what: str = "") -> Outcome:
@@ -215,6 +237,8 @@ def evaluate(c: Claim, results: Results, scale: str = "tiny", gate: bool = True)
         verdict = "holds" if ok else "fails"
     except NotYetRun as e:
         verdict, detail = "not yet run", str(e)
+    except WithinSpread as e:
+        verdict, detail = "not measurable", str(e)
     except Exception as e:  # noqa: BLE001 - reported, not hidden
         verdict, detail = "error", f"{type(e).__name__}: {e}"
     if pre is not None and pre.verdict == "fails" and verdict in ("holds", "fails"):
@@ -341,14 +365,14 @@ def _(r: Results) -> Outcome:
        quote="Freezing the text encoder is strictly better on every metric we measured.",
        statement="watch IoU: frozen_te ≥ all_trainable")
 def _(r: Results) -> Outcome:
-    return cmp(_iou(r, "frozen_te"), ">=", _iou(r, "all_trainable"), "IoU frozen_te vs all_trainable")
+    return vs(r, "frozen_te", ">=", "all_trainable")
 
 
 @claim("p01-4.2-frozen-te-cgf1", P1, "Table 4.2", table="4.2", reads=("recipes",),
        quote="In-domain IoU is +0.006, Dice is +0.4, and the out-of-domain open-vocabulary cgF1 is +1.86.",
        statement="SA-Co cgF1: frozen_te ≥ all_trainable")
 def _(r: Results) -> Outcome:
-    return cmp(r.metric("frozen_te", "saco", "cgF1"), ">=", r.metric("all_trainable", "saco", "cgF1"), "cgF1")
+    return vs(r, "frozen_te", ">=", "all_trainable", "saco", "cgF1")
 
 
 @claim("p01-4.3-earlier-commit", P1, "Fig. 4.3", table="fig-4.3", needs=LEARNED, reads=("post01/fig-4.3",),
@@ -520,7 +544,7 @@ def _(r: Results) -> Outcome:
        quote="Lower rank does protect base ability on the positive side",
        statement="LVIS mIoU: lora_r8 ≥ lora_r48")
 def _(r: Results) -> Outcome:
-    return cmp(r.metric("lora_r8", "lvis", "mIoU"), ">=", r.metric("lora_r48", "lvis", "mIoU"), "LVIS mIoU r8 vs r48")
+    return vs(r, "lora_r8", ">=", "lora_r48", "lvis", "mIoU")
 
 
 @claim("p01-9.6-spare-capacity", P1, "Table 9.6", table="9.6", reads=("post01/table-9.6",),
@@ -671,7 +695,7 @@ def _(r: Results) -> Outcome:
        statement="neg_correct(lvis_replay_neg) > max over lvis_replay, lvis_replay_n100, recovery")
 def _(r: Results) -> Outcome:
     others = {k: _neg(r, k) for k in ("lvis_replay", "lvis_replay_n100", "recovery")}
-    return cmp(_neg(r, "lvis_replay_neg"), ">", max(others.values()), f"replay_neg vs max({', '.join(others)})")
+    return vs(r, "lvis_replay_neg", ">", max(others, key=others.get), "saco", "neg_correct")
 
 
 @claim("p02-3.1-replay-no-refusal", P2, "Table 3.1", table="3.1", reads=("recipes",),
@@ -703,29 +727,29 @@ def _(r: Results) -> Outcome:
        quote="lvis_replay preserves base-level positive quality on SA-Co (62.3 vs base 63.0).",
        statement="SA-Co pos_mean_IoU: lvis_replay > recovery")
 def _(r: Results) -> Outcome:
-    return cmp(r.metric("lvis_replay", "saco", "pos_mean_IoU"), ">", r.metric("recovery", "saco", "pos_mean_IoU"), "replay vs recovery")
+    return vs(r, "lvis_replay", ">", "recovery", "saco", "pos_mean_IoU")
 
 
 @claim("p02-4.1-recovery-degrades", P2, "Table 4.1", table="4.1", reads=("recipes",),
        quote="Recovery degrades it further (55.2, well below the already-FT-degraded starting point of 58.7).",
        statement="SA-Co pos_mean_IoU: recovery < frozen_te")
 def _(r: Results) -> Outcome:
-    return cmp(r.metric("recovery", "saco", "pos_mean_IoU"), "<", r.metric("frozen_te", "saco", "pos_mean_IoU"), "recovery vs frozen_te")
+    return vs(r, "recovery", "<", "frozen_te", "saco", "pos_mean_IoU")
 
 
 @claim("p02-4.1-recovery-watch-cost", P2, "Table 4.1", table="4.1", needs=LEARNED, reads=("recipes",),
        quote="Recovery erodes it ~2 IoU points.",
        statement="watch IoU: recovery < frozen_te")
 def _(r: Results) -> Outcome:
-    return cmp(_iou(r, "recovery"), "<", _iou(r, "frozen_te"), "recovery vs frozen_te")
+    return vs(r, "recovery", "<", "frozen_te")
 
 
 @claim("p02-5.2-presence-only-order", P2, "Table 5.2", table="5.2", reads=("recipes",),
        quote="neg_correct: 2.9 % → 87.85 %— recovers almost all the way to base’s 95.8 %.",
        statement="neg_correct: presence_only > lvis_replay_neg > lvis_replay")
 def _(r: Results) -> Outcome:
-    po, rn, rp = _neg(r, "presence_only"), _neg(r, "lvis_replay_neg"), _neg(r, "lvis_replay")
-    return every(cmp(po, ">", rn, "presence_only vs lvis_replay_neg"), cmp(rn, ">", rp, "lvis_replay_neg vs lvis_replay"))
+    return every(vs(r, "presence_only", ">", "lvis_replay_neg", "saco", "neg_correct"),
+                 vs(r, "lvis_replay_neg", ">", "lvis_replay", "saco", "neg_correct"))
 
 
 @claim("p02-5.2-watch-kept", P2, "Table 5.2", table="5.2", needs=LEARNED, reads=("recipes",),

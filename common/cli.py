@@ -15,8 +15,9 @@ import torch
 from common.io import RESULTS
 
 
-def parse(doc: str | None, argv: list[str] | None = None, extra=None) -> argparse.Namespace:
-    """Parse the shared flags (plus any added by ``extra(parser)``); sets torch's thread count."""
+def parse(doc: str | None, argv: list[str] | None = None, extra=None, sam3_ok: bool = False) -> argparse.Namespace:
+    """Parse the shared flags (plus any added by ``extra(parser)``); sets torch's thread count. ``sam3_ok``: the
+    script has a real-SAM3 path; without it ``--scale sam3`` stops with a message (after checking ``--checkpoint``)."""
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scale", default="tiny", choices=("micro", "tiny", "sam3"),
                     help="micro (tests, seconds), tiny (the embedded default), sam3 (real model; needs --checkpoint)")
@@ -33,6 +34,12 @@ def parse(doc: str | None, argv: list[str] | None = None, extra=None) -> argpars
         torch.set_num_threads(args.threads)
     if args.out is None:
         args.out = RESULTS if args.scale == "tiny" else RESULTS / args.scale
-    if args.scale == "sam3" and args.checkpoint is None:
-        ap.error("--scale sam3 needs --checkpoint DIR (a local copy of the real SAM3; nothing is downloaded)")
+    if args.scale == "sam3":
+        if args.checkpoint is None:
+            ap.error("--scale sam3 needs --checkpoint DIR (a local copy of the real SAM3; nothing is downloaded)")
+        if not args.checkpoint.is_dir() or not (args.checkpoint / "config.json").exists():
+            ap.error(f"--checkpoint {args.checkpoint}: not a SAM3 directory (it needs config.json and the safetensors "
+                     "weights of a local copy of facebook/sam3; nothing is downloaded)")
+        if not sam3_ok:
+            ap.error(f"{ap.prog} runs at micro / tiny scale only; its real-SAM3 path (scale sam3) is not built yet")
     return args

@@ -211,6 +211,27 @@ def _require(obj: dict, key: str, path: Path, where: str, types: tuple | type | 
     return val
 
 
+def rle_runs(counts: bytes) -> list[int]:
+    """The run lengths of a compressed COCO RLE string (pycocotools' ``rleFrString``), to validate it before use:
+    pycocotools decodes an empty or truncated string into a garbage mask without complaint."""
+    runs: list[int] = []
+    p = 0
+    while p < len(counts):
+        x, k, more = 0, 0, True
+        while more:
+            c = counts[p] - 48
+            x |= (c & 0x1F) << 5 * k
+            more = bool(c & 0x20)
+            p += 1
+            k += 1
+            if not more and c & 0x10:
+                x |= -1 << 5 * k
+        if len(runs) > 2:
+            x += runs[-2]
+        runs.append(x)
+    return runs
+
+
 def _to_rle(seg: Any, h: int, w: int, path: Path, where: str) -> dict:
     """Normalise one COCO segmentation (RLE / uncompressed RLE / polygons) to RLE with str counts."""
     if isinstance(seg, dict):
@@ -219,17 +240,23 @@ def _to_rle(seg: Any, h: int, w: int, path: Path, where: str) -> dict:
         if len(size) != 2 or (h and w and [int(size[0]), int(size[1])] != [h, w]):
             raise _err(path, where + ".segmentation.size", f"RLE size {size} does not match the image's "
                                                           f"[height, width] = [{h}, {w}]")
+        n_px = int(size[0]) * int(size[1])
+        if isinstance(counts, list):
+            runs = counts
+        else:
+            try:
+                runs = rle_runs(counts.encode("ascii") if isinstance(counts, str) else counts)
+            except (IndexError, UnicodeEncodeError) as e:
+                raise _err(path, where + ".segmentation.counts", f"undecodable RLE ({e})") from e
+        if not runs or any(not isinstance(r, int) or r < 0 for r in runs) or sum(runs) != n_px:
+            raise _err(path, where + ".segmentation.counts",
+                       f"RLE runs must be non-negative integers summing to height × width = {n_px}; "
+                       f"got {len(runs)} run(s) summing to {sum(r for r in runs if isinstance(r, int))}")
         if isinstance(counts, list):
             rle = mask_utils.frPyObjects(seg, int(size[0]), int(size[1]))
         else:
             rle = {"size": [int(size[0]), int(size[1])],
                    "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
-            try:
-                area = int(mask_utils.area(rle))
-            except Exception as e:  # pycocotools raises on corrupt counts
-                raise _err(path, where + ".segmentation.counts", f"undecodable RLE: {e}") from e
-            if area > size[0] * size[1]:
-                raise _err(path, where + ".segmentation.counts", "RLE covers more pixels than its size")
     elif isinstance(seg, list):
         if not (h and w):
             raise _err(path, where, "polygon segmentation needs the image's 'height' and 'width'")

@@ -36,6 +36,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results and checkpoints are shared and committed
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

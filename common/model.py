@@ -64,20 +64,41 @@ class TinySpec:
     text_width: int
     text_layers: int
     max_text_len: int
+    #: the vision neck's FPN levels as multiples of the ViT token grid; the last is unused (SAM3 drops it), the one
+    #: before it feeds the fusion encoder, the first sets the mask grid. SAM3: (4, 2, 1, 0.5).
+    neck_scales: tuple[float, ...] = (4.0, 2.0, 1.0, 0.5)
 
     @property
     def grid(self) -> int:
+        """The ViT's token grid (tokens per side)."""
         return self.image_size // self.patch_size
+
+    @property
+    def fusion_grid(self) -> int:
+        """Tokens per side of the fusion encoder's image stream (the neck level before the dropped last one)."""
+        return int(self.grid * self.neck_scales[-2])
+
+    @property
+    def mask_grid(self) -> int:
+        """Side of the predicted masks (the neck's finest level)."""
+        return int(self.grid * self.neck_scales[0])
 
 
 SPECS: dict[str, TinySpec] = {
     "micro": TinySpec(image_size=56, patch_size=14, vit_width=32, vit_layers=2, vit_heads=2, window=2, hidden=32,
                       heads=2, fusion_layers=2, decoder_layers=2, queries=4, text_width=32, text_layers=1,
                       max_text_len=8),
-    "tiny": TinySpec(image_size=112, patch_size=14, vit_width=96, vit_layers=4, vit_heads=4, window=4, hidden=128,
+    # Base v4 (issue #15, results/diagnostics/learnability.md): a 7-px patch in a 128-d token (1.15 values per dim; SAM3
+    # holds a 14-px patch in 1,024 dims, 0.6 per dim) on a 16² ViT grid, so sub-patch watch parts (hands, rings,
+    # crown) survive into the tokens. The neck's levels are 2×, 1×, ½× that grid: masks stay 32², and the fusion
+    # encoder and decoder keep an 8² image stream, so only the ViT pays for the finer grid (~1.2× per step).
+    "tiny": TinySpec(image_size=112, patch_size=7, vit_width=128, vit_layers=4, vit_heads=4, window=8, hidden=128,
                      heads=4, fusion_layers=6, decoder_layers=6, queries=10, text_width=64, text_layers=2,
-                     max_text_len=8),
+                     max_text_len=8, neck_scales=(2.0, 1.0, 0.5, 0.5)),
 }
+#: The tiny spec of base v3 (ViT 96-d at patch 14, an 8² grid): kept for the learnability comparison (issue #15).
+TINY_V3 = TinySpec(image_size=112, patch_size=14, vit_width=96, vit_layers=4, vit_heads=4, window=4, hidden=128,
+                   heads=4, fusion_layers=6, decoder_layers=6, queries=10, text_width=64, text_layers=2, max_text_len=8)
 
 
 def build_config(spec: TinySpec, vocab_size: int) -> Sam3Config:
@@ -89,8 +110,9 @@ def build_config(spec: TinySpec, vocab_size: int) -> Sam3Config:
         patch_size=spec.patch_size, window_size=spec.window,
         global_attn_indexes=list(range(1, spec.vit_layers, 2)),
     )
-    vision = Sam3VisionConfig(backbone_config=vit, fpn_hidden_size=spec.hidden, scale_factors=[4.0, 2.0, 1.0, 0.5],
-                              backbone_feature_sizes=[[g * 4] * 2, [g * 2] * 2, [g] * 2])
+    sizes = [[int(g * s)] * 2 for s in spec.neck_scales[:-1]]
+    vision = Sam3VisionConfig(backbone_config=vit, fpn_hidden_size=spec.hidden, scale_factors=list(spec.neck_scales),
+                              backbone_feature_sizes=sizes)
     text = CLIPTextConfig(
         vocab_size=vocab_size, hidden_size=spec.text_width, intermediate_size=4 * spec.text_width,
         projection_dim=spec.text_width, num_hidden_layers=spec.text_layers, num_attention_heads=4,
@@ -115,12 +137,13 @@ def _unclamp(model: Sam3Model) -> Sam3Model:
     return model
 
 
-def build_model(scale: str, vocab_size: int, seed: int = 0) -> Sam3Model:
-    """A freshly initialised micro or tiny Sam3Model (seeded); for ``sam3`` use :func:`load_sam3`."""
-    if scale not in SPECS:
+def build_model(scale: str, vocab_size: int, seed: int = 0, spec: TinySpec | None = None) -> Sam3Model:
+    """A freshly initialised micro or tiny Sam3Model (seeded), or one of ``spec``'s widths; for ``sam3`` use
+    :func:`load_sam3`."""
+    if spec is None and scale not in SPECS:
         raise ValueError(f"build_model builds {tuple(SPECS)}; scale {scale!r} loads from a checkpoint (load_sam3)")
     torch.manual_seed(seed)
-    model = Sam3Model(build_config(SPECS[scale], vocab_size))
+    model = Sam3Model(build_config(spec or SPECS[scale], vocab_size))
     with torch.no_grad():  # a lookup that tells words apart (see TEXT_TOKEN_INIT_STD)
         model.text_encoder.text_model.embeddings.token_embedding.weight.normal_(0.0, TEXT_TOKEN_INIT_STD)
     return _unclamp(model.eval())
@@ -293,12 +316,6 @@ def original_name(hf_name: str) -> str:
     return out
 
 
-def trainable_names(model: torch.nn.Module, prefixes: Sequence[str] | None) -> list[str]:
-    """Names of parameters whose name starts with any of ``prefixes`` (None = all)."""
-    names = [n for n, _ in model.named_parameters()]
-    return names if prefixes is None else [n for n in names if n.startswith(tuple(prefixes))]
-
-
 def count_params(model: torch.nn.Module, names: Iterable[str] | None = None) -> int:
     """Number of scalar parameters (of ``names`` if given)."""
     params = dict(model.named_parameters())
@@ -327,9 +344,13 @@ def load_state(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.exists():
         raise FileNotFoundError(f"missing checkpoint: {path}")
     try:
-        return load_file(str(path))
+        state = load_file(str(path))
     except Exception as e:  # safetensors raises its own error types
         raise ValueError(f"unreadable safetensors checkpoint {path}: {e}") from e
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise ValueError(f"checkpoint {path}: tensor(s) with NaN/inf values {bad[:5]}{' ...' if len(bad) > 5 else ''}")
+    return state
 
 
 def load_into(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint",

@@ -119,10 +119,17 @@ class Recipe:
 
 # --------------------------------------------------------------------------- the registry
 T, V, F, D = MODULES["T"], MODULES["V"], MODULES["F"], MODULES["D"]
-# Post 01 §9: full recipes ran at per-GPU batch 1 with gradient accumulation, LoRA at per-GPU batch 16;
-# the trainer's loss is ×√(per-device batch). We keep that contrast: 1 image × 4 accumulation vs 4 images.
-WATCH = StreamSpec("watch_train", images=1, pos=4)
-WATCH_LORA = StreamSpec("watch_train", images=4, pos=4)
+# Post 01 §9: full recipes ran at per-GPU batch 1 with gradient accumulation, LoRA at per-GPU batch 16; the trainer's
+# loss is ×√(per-device batch). Base v4 drops that contrast at tiny scale: 4 images × 4 phrases per step learned more
+# watch IoU per CPU second than 1 image × 4 accumulation steps (results/diagnostics/learnability.md, C vs B).
+WATCH = StreamSpec("watch_train", images=4, pos=4)
+WATCH_LORA = WATCH
+# The fine-tunes' objective (issue #15): classification down, mask BCE and Dice up. With the default weights the
+# classification BCE was ~60 % of the total and mask Dice rose while the total fell; mask-weighted, Dice falls with
+# the total and every measured fine-tune learned more watch IoU (learnability.md: D vs C, F vs E, M vs L). The base
+# itself is pre-trained with the default weights.
+MASK_WEIGHTED = replace(LossWeights(), cls=0.5, mask_bce=20.0, mask_dice=20.0)
+FT_SCHEDULE = Schedule("constant", warmup=20)  # the learnability sweep's schedule (fits faster than warmup-cosine)
 # SAM3's trainer gives the vision and language backbones their own, lower LRs: transformer 8e-4, vision 2.5e-4
 # with layer-wise decay 0.9 over its 32 ViT blocks, language 5e-5 (all × lr_scale; Post 01 §10 quotes the
 # transformer's). The fine-tunes keep those ratios; the tiny ViT's 4 blocks each stand for 8 of SAM3's, so the
@@ -132,8 +139,8 @@ SAM3_LRS = dict(vision_lr_scale=2.5e-4 / 8e-4, vision_lr_decay=0.9 ** (32 / 4), 
 # LR 3e-4 on the fusion/decoder groups (vision and text scaled down as above), sized on the outcome (issue #3 pilots,
 # frozen_te, 3 epochs from this base): at 1e-4 SA-Co neg_correct only fell 0.933 → 0.916; at 3e-4 it falls to 0.68
 # with LVIS-like mIoU 0.675 → 0.615; at 1e-3 LVIS is wiped out (0.118). Watch IoU moved ≤ 0.02 at every LR.
-FT = dict(init="base", epochs=3.0, lr=3e-4, grad_accum=4, schedule=Schedule("warmup_cosine", warmup=20), **SAM3_LRS)
-LORA_FT = dict(init="base", epochs=3.0, lr=1e-4, schedule=Schedule("warmup_cosine", warmup=20))
+FT = dict(init="base", epochs=3.0, lr=3e-4, schedule=FT_SCHEDULE, loss=MASK_WEIGHTED, **SAM3_LRS)
+LORA_FT = dict(init="base", epochs=3.0, lr=1e-4, schedule=FT_SCHEDULE, loss=MASK_WEIGHTED)
 FUSION04 = fusion_layer_prefixes(range(5))
 
 RECIPES: dict[str, Recipe] = {}
@@ -260,6 +267,13 @@ for _b in (4, 2):
     register(Recipe(name=f"lora_mp_{_b}x", streams=(WATCH_LORA,), **LORA_FT,
                     adapter=AdapterSpec(targets=ALL_LINEAR_BUT_TE, boost=float(_b))))
 
+# Issue #15: run-to-run spread. These recipes are retrained with seed 1 (the seed sets the sampling order, the
+# negatives drawn and any adapter init); the claims that compare recipes read their differences against the spread
+# (``common.claims.vs``).
+SEED_REPEATS = {"frozen_te": "frozen_te_seed1", lora_name(8, 64): lora_name(8, 64) + "_seed1"}
+for _n, _m in SEED_REPEATS.items():
+    register(replace(RECIPES[_n], name=_m, seed=1))
+
 POST01 = ("all_trainable", "frozen_te", "fusion_only")
 POST01_LORA = tuple(lora_name(r, r) for r in LORA_RANKS)
 POST02 = ("lvis_replay", "lvis_replay_n100", "lvis_replay_neg", "recovery_frozen_te_boost")
@@ -274,8 +288,17 @@ def tokenizer_for(scale: str) -> WordTokenizer:
 
 
 def mask_size(scale: str) -> int:
-    """Side of the predicted mask grid (4× the ViT token grid)."""
-    return SPECS[scale].grid * 4
+    """Side of the predicted mask grid (the vision neck's finest level; 4× the ViT token grid at SAM3's scales)."""
+    return SPECS[scale].mask_grid
+
+
+def trained_names(model: torch.nn.Module, recipe: Recipe) -> set[str]:
+    """Names of the tensors ``recipe`` trains on ``model`` (an adapter recipe: the adapter tensors, which
+    ``apply_adapter`` left trainable); its checkpoints hold exactly these."""
+    if recipe.adapter is not None:
+        return {n for n, p in model.named_parameters() if p.requires_grad}
+    return {n for n, _ in model.named_parameters()
+            if (recipe.trainable is None or n.startswith(recipe.trainable)) and not (recipe.frozen and n.startswith(recipe.frozen))}
 
 
 def trainable_params(model: torch.nn.Module, recipe: Recipe) -> dict[str, torch.nn.Parameter]:
@@ -285,11 +308,11 @@ def trainable_params(model: torch.nn.Module, recipe: Recipe) -> dict[str, torch.
         if not out:
             raise ValueError(f"recipe {recipe.name}: adapter has no trainable tensors")
         return out
+    names = trained_names(model, recipe)
     out = {}
     for n, p in model.named_parameters():
-        on = (recipe.trainable is None or n.startswith(recipe.trainable)) and not (recipe.frozen and n.startswith(recipe.frozen))
-        p.requires_grad_(on)
-        if on:
+        p.requires_grad_(n in names)
+        if n in names:
             out[n] = p
     if not out:
         raise ValueError(f"recipe {recipe.name}: no trainable parameters")
@@ -350,7 +373,10 @@ def resolve(name: str | Recipe, scale: str) -> Recipe:
 def run_hash(recipe: Recipe, scale: str, worlds_hash: str) -> str:
     """Config hash of a run: recipe, scale, worlds, and (recursively) its init run."""
     parent = init_hash(recipe.init, scale, worlds_hash)
-    return config_hash({"recipe": recipe.to_dict(), "scale": scale, "worlds": worlds_hash, "init": parent})
+    d = {"recipe": recipe.to_dict(), "scale": scale, "worlds": worlds_hash, "init": parent}
+    if scale in SPECS:  # the model's widths (base v4 changed them at the same scale name)
+        d["spec"] = dataclasses.asdict(SPECS[scale])
+    return config_hash(d)
 
 
 def init_hash(init: str, scale: str, worlds_hash: str) -> str:
@@ -441,7 +467,12 @@ def _apply_init(model: torch.nn.Module, name: str | Recipe, scale: str, train_if
         if any("lora_" in n for n, _ in model.named_parameters()):  # an adapter init chain: fold it in first
             model = merge_lora(model)
         model = apply_adapter(model, recipe.adapter)
-    load_into(model, load_state(ckpt), source=str(ckpt), strict=False)
+    state = load_state(ckpt)
+    missing = sorted(trained_names(model, recipe) - set(state))
+    if missing:  # a partial checkpoint would silently keep the init's value for these
+        raise KeyError(f"{ckpt}: checkpoint of recipe {recipe.name} lacks {len(missing)} tensor(s) it trains: "
+                       f"{missing[:5]}{' ...' if len(missing) > 5 else ''}")
+    load_into(model, state, source=str(ckpt), strict=False)
     return model
 
 
@@ -478,9 +509,30 @@ def train(name: str | Recipe, scale: str, progress: bool = True, force: bool = F
         return _train(name, scale, progress, force, extra_loss)
 
 
-def _train(name: str | Recipe, scale: str, progress: bool, force: bool, extra_loss):
+def make_streams(recipe: Recipe, paths: dict[str, Path]) -> tuple[list, Recipe]:
+    """The recipe's data streams as ``(sampler, every, images, split)`` and the recipe with its step count and
+    checkpoints resolved (``epochs`` → steps: one step consumes images × grad_accum visits of the primary stream)."""
     from common.data import load_pairs
-    from common.train import RunResult, StreamSampler, read_log, train_loop
+    from common.train import StreamSampler
+
+    streams = []
+    for j, s in enumerate(recipe.streams):
+        if s.split not in paths:
+            raise KeyError(f"recipe {recipe.name}: stream split {s.split!r} not among the worlds' splits {sorted(paths)}")
+        sampler = StreamSampler(load_pairs(paths[s.split]), s.pos, s.neg, seed=recipe.seed * 1000 + j,
+                                hard_types=s.hard_types)
+        streams.append((sampler, s.every, s.images, s.split))
+    if recipe.steps is None:
+        per_epoch = streams[0][0].visits_per_epoch() / (recipe.streams[0].images * recipe.grad_accum)
+        recipe = replace(recipe, steps=max(1, math.ceil(recipe.epochs * per_epoch)))
+    if recipe.checkpoint_fractions:
+        extra = {max(1, round(f * recipe.steps)) for f in recipe.checkpoint_fractions}
+        recipe = replace(recipe, checkpoints=tuple(sorted(set(recipe.checkpoints) | extra)))
+    return streams, recipe
+
+
+def _train(name: str | Recipe, scale: str, progress: bool, force: bool, extra_loss):
+    from common.train import RunResult, read_log, train_loop
     from common.worlds import ensure_worlds, worlds_hash
 
     recipe = resolve(name, scale)
@@ -496,19 +548,7 @@ def _train(name: str | Recipe, scale: str, progress: bool, force: bool, extra_lo
         torch.manual_seed(recipe.seed)
         model = apply_adapter(model, recipe.adapter)
         extra_loss = extra_loss or adapter_loss(recipe.adapter)
-    streams = []
-    for j, s in enumerate(recipe.streams):
-        if s.split not in paths:
-            raise KeyError(f"recipe {recipe.name}: stream split {s.split!r} not among the worlds' splits {sorted(paths)}")
-        sampler = StreamSampler(load_pairs(paths[s.split]), s.pos, s.neg, seed=recipe.seed * 1000 + j,
-                                hard_types=s.hard_types)
-        streams.append((sampler, s.every, s.images, s.split))
-    if recipe.steps is None:  # one step consumes images × grad_accum visits of the primary stream
-        per_epoch = streams[0][0].visits_per_epoch() / (recipe.streams[0].images * recipe.grad_accum)
-        recipe = replace(recipe, steps=max(1, math.ceil(recipe.epochs * per_epoch)))
-    if recipe.checkpoint_fractions:
-        extra = {max(1, round(f * recipe.steps)) for f in recipe.checkpoint_fractions}
-        recipe = replace(recipe, checkpoints=tuple(sorted(set(recipe.checkpoints) | extra)))
+    streams, recipe = make_streams(recipe, paths)
     d.mkdir(parents=True, exist_ok=True)
     atomic_write_json(d / "config.json", {"recipe": recipe.to_dict(), "scale": scale,
                                           "worlds_hash": worlds_hash(scale), "run_dir": str(d)})

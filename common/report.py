@@ -71,6 +71,43 @@ def results_root(scale: str, root: str | Path = RESULTS) -> Path:
     return Path(root) if scale == "tiny" else Path(root) / scale
 
 
+#: Sections whose results are made from the SAM3 base model (the rank series runs its own small GPT).
+BASED_SECTIONS = ("post01", "post02", "diagnostics")
+
+
+def current_base_hash(scale: str) -> str | None:
+    """The config hash of the base model the code gives at ``scale`` (micro / tiny; None for sam3, whose base
+    is the user's checkpoint): every results JSON of :data:`BASED_SECTIONS` records it as ``meta.base_hash``,
+    and ``make compare`` marks a result made on another base as stale."""
+    if scale not in ("micro", "tiny"):
+        return None
+    from common.recipes import base_hash
+    from common.worlds import worlds_hash
+
+    return base_hash(scale, worlds_hash(scale))
+
+
+def result_base_hash(rel: str, doc: dict[str, Any]) -> str | None:
+    """The base hash a results file records (``recipes.json``: top-level ``base_hash``; others ``meta.base_hash``)."""
+    return doc.get("base_hash") if rel == "recipes" else (doc.get("meta") or {}).get("base_hash")
+
+
+def stale_results(results: dict[str, dict[str, Any]], scale: str) -> dict[str, str]:
+    """``{rel: why}`` for the results of ``scale`` made on another base than the one the code gives now (or
+    recording none); ``results`` maps ``recipes`` / ``<section>/<stem>`` to the parsed JSON."""
+    want = current_base_hash(scale)
+    if want is None:
+        return {}
+    out = {}
+    for rel, doc in results.items():
+        if "error" in doc or not (rel == "recipes" or rel.split("/", 1)[0] in BASED_SECTIONS):
+            continue
+        got = result_base_hash(rel, doc)
+        if got != want:
+            out[rel] = f"made on base {got or '(not recorded)'}; the committed base is {want}"
+    return out
+
+
 def _script_name() -> str | None:
     try:
         p = Path(sys.argv[0]).resolve()
@@ -95,6 +132,8 @@ def write_result(section: str, table_id: str, rows: Sequence[dict[str, Any]], *,
         if missing:
             raise ValueError(f"{section}/{table_id}: published entry {p} lacks {sorted(missing)}")
     stem = result_stem(table_id)
+    if section in BASED_SECTIONS and "base_hash" not in meta:
+        meta = {**meta, "base_hash": current_base_hash(scale)}
     doc = {"meta": meta, "scale": scale, "section": section, "table": stem, "script": script or _script_name(),
            "rows": rows, "published": list(published or []), "verdicts": list(verdicts or []), **(extra or {})}
     return atomic_write_json(results_root(scale, root) / section / f"{stem}.json", doc)

@@ -194,6 +194,11 @@ def _load_opt_state(opt: torch.optim.AdamW, params: dict[str, torch.nn.Parameter
 
 
 # --------------------------------------------------------------------------- the loop
+#: A run whose step loss exceeds DIVERGE_FACTOR × the largest of its first DIVERGE_WINDOW step losses has diverged: it
+#: stops with a message and is never cached as done (a healthy run's loss falls; batches differ by far less than 100×).
+DIVERGE_FACTOR, DIVERGE_WINDOW = 100.0, 10
+
+
 @dataclass
 class RunResult:
     """What a finished run leaves: its directory, final trainable tensors, log and summary."""
@@ -209,20 +214,32 @@ class RunResult:
 
 
 def read_log(path: Path) -> list[dict]:
-    """The per-step jsonlines log of a run."""
+    """The per-step jsonlines log of a run. A torn last line (a run killed mid-write) is dropped with a note; a
+    malformed line elsewhere stops with the file and line named."""
     if not path.exists():
         return []
-    with jsonlines.open(path) as r:
-        return list(r)
+    lines = path.read_text().splitlines()
+    rows = []
+    for i, line in enumerate(lines):
+        try:
+            rows.append(jsonlines.Reader([line]).read())
+        except (jsonlines.InvalidLineError, EOFError) as e:
+            if i == len(lines) - 1:
+                print(f"note: {path}: dropped a torn last line ({i + 1}): {line[:60]!r}")
+                break
+            raise ValueError(f"{path}: line {i + 1} is not valid JSON: {line[:80]!r}") from e
+    return rows
 
 
 def train_loop(model: torch.nn.Module, trainable: dict[str, torch.nn.Parameter], streams: list[tuple[StreamSampler, int, int, str]],
                tokenizer, recipe, run_dir: Path, mask_size: int, image_size: int, progress: bool = True,
-               extra_loss=None) -> RunResult:
+               extra_loss=None, budget_s: float | None = None) -> RunResult:
     """Optimise ``trainable`` on the recipe's streams; resumable from ``run_dir/resume.safetensors``.
 
     ``streams``: (sampler, every, images_per_batch, name) with stream 0 primary. ``extra_loss(model)``
     may add regularisers (e.g. AdaLoRA's L1 + orthogonality); its value is logged as ``extra``.
+    ``budget_s``: stop after this many seconds of training (a fixed-compute comparison, issue #15); the
+    summary's ``steps`` is then the step reached.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     total = recipe.total_steps
@@ -252,10 +269,14 @@ def train_loop(model: torch.nn.Module, trainable: dict[str, torch.nn.Parameter],
     vision_cache: dict[str, object] = {}
     sqrt_bs = math.sqrt(max(s[2] for s in streams)) if recipe.sqrt_bs_scaling else 1.0
     prior_s = read_log(log_path)[-1]["elapsed_s"] if start and log_path.exists() and read_log(log_path) else 0.0
+    start_loss: list[float] = [r["total"] for r in read_log(log_path)[:DIVERGE_WINDOW] if "total" in r]
     model.train()
     bar = tqdm(range(start + 1, total + 1), desc=recipe.name, disable=not progress, mininterval=5)
     t0 = time.time() - prior_s
     for step in bar:
+        if budget_s is not None and time.time() - t0 > budget_s:
+            bar.close()
+            break
         lr_mult = recipe.schedule(step, total)
         for g in opt.param_groups:
             g["lr"] = recipe.lr * g["lr_scale"] * lr_mult
@@ -280,6 +301,12 @@ def train_loop(model: torch.nn.Module, trainable: dict[str, torch.nn.Parameter],
             else:
                 out = forward_pairs(model, to_pixels(batch.images, image_size), ids, am, batch.image_index,
                                     mask_rows=pos_rows)
+            bad = [k for k in ("logits", "boxes", "presence") if not torch.isfinite(getattr(out, k)).all()]
+            if out.masks is not None and not torch.isfinite(out.masks).all():
+                bad.append("masks")
+            if bad:
+                raise FloatingPointError(f"{recipe.name}: non-finite predictions ({', '.join(bad)}) at step {step} "
+                                         f"(stream {name}): the run diverged; lower the LR")
             terms = set_loss(out, batch.targets, recipe.loss)
             loss = terms["total"]
             if extra_loss is not None:
@@ -293,8 +320,13 @@ def train_loop(model: torch.nn.Module, trainable: dict[str, torch.nn.Parameter],
             for k, v in terms.items():
                 agg[k] = agg.get(k, 0.0) + float(v.detach()) / recipe.grad_accum
             agg["stream_" + name] = agg.get("stream_" + name, 0.0) + 1
-        if recipe.clip:
-            torch.nn.utils.clip_grad_norm_(list(trainable.values()), recipe.clip)
+        gnorm = torch.nn.utils.clip_grad_norm_(list(trainable.values()), recipe.clip or float("inf"))
+        if not torch.isfinite(gnorm):
+            raise FloatingPointError(f"{recipe.name}: non-finite gradient norm at step {step}: the run diverged")
+        if start_loss and agg.get("total", 0.0) > DIVERGE_FACTOR * max(start_loss):
+            raise FloatingPointError(f"{recipe.name}: loss {agg['total']:.4g} at step {step} is over {DIVERGE_FACTOR:g}× "
+                                     f"its start ({max(start_loss):.4g}): the run diverged and is not kept; lower the LR")
+        start_loss.extend([agg["total"]] if len(start_loss) < DIVERGE_WINDOW and "total" in agg else [])
         opt.step()
         row = {"step": step, "lr": recipe.lr * lr_mult, "p_hard": p_hard, **agg,
                "loss_per_sample": agg.get("total", float("nan")), "loss_scaled": agg.get("total", float("nan")) * sqrt_bs,
@@ -313,7 +345,7 @@ def train_loop(model: torch.nn.Module, trainable: dict[str, torch.nn.Parameter],
     final = save_checkpoint({n: p for n, p in trainable.items()}, run_dir / "final.safetensors")
     log = read_log(log_path)
     tail = [r["loss_per_sample"] for r in log[-max(1, len(log) // 20):]]
-    summary = {"recipe": recipe.name, "steps": total, "final_loss_per_sample": float(np.mean(tail)),
+    summary = {"recipe": recipe.name, "steps": log[-1]["step"] if log else 0, "final_loss_per_sample": float(np.mean(tail)),
                "train_wall_s": log[-1]["elapsed_s"] if log else 0.0,
                "trainable_params": int(sum(p.numel() for p in trainable.values()))}
     atomic_write_json(run_dir / "done.json", summary)

@@ -164,7 +164,7 @@ class WorldSizes:
 SCALES: dict[str, WorldSizes] = {
     "micro": WorldSizes(watch_train=4, watch_test=2, watch_pretrain=3, negatives_per_patch=2, ov_pretrain=8,
                         lvis_train=4, lvis_val=2, saco_per_subset=2),
-    "tiny": WorldSizes(watch_train=72, watch_test=24, watch_pretrain=80, negatives_per_patch=4, ov_pretrain=2000,
+    "tiny": WorldSizes(watch_train=144, watch_test=24, watch_pretrain=80, negatives_per_patch=4, ov_pretrain=2000,
                        lvis_train=600, lvis_val=150, saco_per_subset=50),
 }
 SPLITS = ("watch_train", "watch_test", "watch_negatives", "watch_pretrain", "ov_pretrain", "lvis_train",
@@ -1077,6 +1077,14 @@ def ensure_worlds(seed: int = 0, root: str | Path = DATA / "worlds", scale: str 
     target = root / f"{name}-seed{seed}"
     if not force and _valid(target, want):
         return _paths(target)
+    from common.io import exclusive
+
+    root.mkdir(parents=True, exist_ok=True)
+    with exclusive(root / f".{target.name}.lock"):  # one generator at a time (as training runs share one lock)
+        return _generate_into(target, root, want, seed, sizes, force)
+
+
+def _generate_into(target: Path, root: Path, want: str, seed: int, sizes: WorldSizes, force: bool) -> dict[str, Path]:
     tmp = root / f".{target.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     generate(tmp, seed, sizes)

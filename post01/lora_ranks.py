@@ -9,8 +9,8 @@
   code the fusion residual stream is the **image tokens** (prompt-conditioned by cross-attention), so
   the norm is over image-token vectors — the post describes the stream the other way round.
 * Fig 9.3: per-sample loss curves of the seven recipes, log y: the raw curves as SAM3's trainer shows
-  them (× √(per-device batch): full recipes 1 image per device with 4-step accumulation, LoRA 4 images
-  per device) and the √bs-corrected per-sample ones.
+  them (× √(per-device batch): in the post full recipes ran 1 image per device with accumulation and LoRA 16; at
+  tiny scale since base v4 both take 4 images per step, so the factor is the same) and the per-sample ones.
 
 Writes results/post01/table-9.2, table-9.4, fig-9.3 {.json,.md} and fig-9.2 / fig-9.4 / fig-9.3 {.png,.svg}.
 """

@@ -30,7 +30,7 @@ def bench(scale: str, images: int, phrases: int, steps: int) -> dict:
     px = torch.randn(images, 3, spec.image_size, spec.image_size)
     ids, am = tok([f"{words[rng.integers(len(words))]} {words[rng.integers(len(words))]}" for _ in range(images * phrases)])
     idx = torch.arange(images).repeat_interleave(phrases)
-    size = spec.grid * 4
+    size = spec.mask_grid
     targets = []
     for i in range(images * phrases):
         m = np.zeros((1, spec.image_size, spec.image_size), bool)

@@ -90,7 +90,7 @@ def main() -> None:
     ap.add_argument("--recipe", default="frozen_te",
                     help="also time the real diff of this trained recipe vs base at --scale ('' to skip; "
                          "skipped with a message when the run is not trained)")
-    ap.add_argument("--scale", default="tiny")
+    ap.add_argument("--scale", default="tiny", choices=("micro", "tiny"))
     args = ap.parse_args()
     t0 = time.time()
     rows = [{"diff": f"synthetic ({args.tensors} tensors, tiny-SAM3 shapes)",

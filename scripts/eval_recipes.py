@@ -13,12 +13,25 @@ import argparse
 import time
 from pathlib import Path
 
-from common import recipes
-from common.evaluate import evaluate_model
+from common import recipes, runpool
 from common.io import RESULTS, atomic_write_json, atomic_write_text, exclusive, read_json, run_meta
 from common.worlds import worlds_hash
 
-DEFAULT = ("base",) + recipes.POST01 + recipes.POST01_LORA + recipes.POST02
+DEFAULT = ("base",) + recipes.POST01 + recipes.POST01_LORA + recipes.POST02 + tuple(
+    n for pair in recipes.SEED_REPEATS.items() for n in pair if n not in recipes.POST01)
+
+
+def seed_spread(scores: dict[str, dict]) -> dict:
+    """|seed 0 − seed 1| of every scalar metric for each recipe retrained with another seed
+    (``recipes.SEED_REPEATS``), and the largest over them: ``{"pairs": {recipe: {"suite.metric": Δ}}, "max": {...}}``."""
+    pairs = {}
+    for a, b in recipes.SEED_REPEATS.items():
+        if a in scores and b in scores:
+            pairs[a] = {f"{suite}.{k}": abs(v - scores[b][suite][k]) for suite in ("watch", "saco", "lvis")
+                        for k, v in scores[a].get(suite, {}).items()
+                        if isinstance(v, (int, float)) and isinstance(scores[b].get(suite, {}).get(k), (int, float))}
+    keys = sorted({k for p in pairs.values() for k in p})
+    return {"pairs": pairs, "max": {k: max(p[k] for p in pairs.values() if k in p) for k in keys}}
 
 
 def headline_rows(scores: dict[str, dict]) -> list[dict]:
@@ -48,29 +61,34 @@ def main() -> None:
     ap.add_argument("--scale", default="tiny", choices=("micro", "tiny"))
     ap.add_argument("--recipes", default=",".join(DEFAULT))
     ap.add_argument("--train-only", action="store_true")
+    ap.add_argument("--jobs", type=int, default=None, help="runs trained at once, one thread each (default $JOBS or CPUs)")
     ap.add_argument("--out", default=None, help="output JSON (default results/recipes.json; micro: results/micro/)")
     args = ap.parse_args()
     t0 = time.time()
     names = [n for n in args.recipes.split(",") if n]
+    unknown = [n for n in names if n != "base" and n not in recipes.RECIPES]
+    if unknown:
+        raise SystemExit(f"unknown recipe(s) {unknown}; known: {sorted(recipes.RECIPES)}")
     out = Path(args.out) if args.out else (RESULTS / "recipes.json" if args.scale == "tiny" else RESULTS / "micro" / "recipes.json")
-    for name in names:
-        t = time.time()
-        run = None if name == "base" else recipes.train(name, args.scale)
-        if args.train_only:
-            continue
-        model = recipes.load_model(name, args.scale)
-        s = evaluate_model(model, args.scale)
-        s["train"] = run.summary if run else {}
-        s["eval_wall_s"] = round(time.time() - t, 1)
-        print(name, {k: round(v, 3) if isinstance(v, float) else v for k, v in headline_rows({name: s})[0].items()})
-        with exclusive(out.with_suffix(".lock")):  # several `eval` processes may share one results file
-            scores = read_json(out)["recipes"] if out.exists() else {}
-            scores[name] = s
-            order = [n for n in DEFAULT if n in scores] + sorted(n for n in scores if n not in DEFAULT)
-            scores = {n: scores[n] for n in order}
-            atomic_write_json(out, {"meta": run_meta(vars(args), 0, t0), "scale": args.scale,
-                                    "base_hash": recipes.base_hash(args.scale, worlds_hash(args.scale)), "recipes": scores})
-            atomic_write_text(out.with_suffix(".md"), f"# Recipes at {args.scale} scale\n\n" + markdown(headline_rows(scores)))
+    if args.train_only:
+        for name in names:
+            if name != "base":
+                recipes.train(name, args.scale)
+        return
+    # trained and scored in worker processes; every run and its evaluation is cached beside the run
+    runs = runpool.train_and_score(names, args.scale, suites=("watch", "saco", "lvis"), jobs=args.jobs)
+    base = recipes.base_hash(args.scale, worlds_hash(args.scale))
+    with exclusive(out.with_suffix(".lock")):  # several `eval` processes may share one results file
+        old = read_json(out) if out.exists() else {}
+        scores = old.get("recipes", {}) if old.get("base_hash") == base else {}  # never mix two bases' scores
+        for name, (run, s) in runs.items():
+            scores[name] = {**s, "train": run.summary if run else {}}
+            print(name, {k: round(v, 3) if isinstance(v, float) else v for k, v in headline_rows({name: scores[name]})[0].items()})
+        order = [n for n in DEFAULT if n in scores] + sorted(n for n in scores if n not in DEFAULT)
+        scores = {n: scores[n] for n in order}
+        atomic_write_json(out, {"meta": run_meta(vars(args), 0, t0), "scale": args.scale, "base_hash": base,
+                                "recipes": scores, "seed_spread": seed_spread(scores)})
+        atomic_write_text(out.with_suffix(".md"), f"# Recipes at {args.scale} scale\n\n" + markdown(headline_rows(scores)))
 
 
 if __name__ == "__main__":

@@ -28,7 +28,10 @@ from common.io import RESULTS, atomic_write_json, run_meta, save_figure
 from common.model import save_model
 from common.recipes import BASE_STAGES
 
-TARGETS = {"saco_neg_correct_min": 0.90, "positive_kept_iou_min": 0.5, "watch_iou_max": 0.5, "watch_iou_min": 0.0}
+#: What "base SAM3" must be at tiny scale (issue #15): refuses absent phrases, segments the LVIS-like world, knows the
+#: everyday watch words a little and the jargon not (the posts' base: watch IoU 0.23).
+TARGETS = {"saco_neg_correct_min": 0.90, "positive_kept_iou_min": 0.5, "lvis_miou_min": 0.70, "watch_iou_max": 0.30,
+           "watch_iou_min": 0.0}
 
 
 @torch.no_grad()
@@ -110,7 +113,8 @@ def main() -> None:
     checks = {
         "saco_neg_correct>=0.90": scores["saco"]["neg_correct"] >= TARGETS["saco_neg_correct_min"],
         "positive_kept_iou>=0.5": scores["saco"]["pos_mean_IoU"] >= TARGETS["positive_kept_iou_min"],
-        "watch_iou_low_not_zero": TARGETS["watch_iou_min"] < scores["watch"]["iou"] < TARGETS["watch_iou_max"],
+        "lvis_miou>=0.70": scores["lvis"]["mIoU"] >= TARGETS["lvis_miou_min"],
+        "watch_iou_low_not_zero": TARGETS["watch_iou_min"] < scores["watch"]["iou"] <= TARGETS["watch_iou_max"],
     }
     out_dir = Path(args.out) if args.out else (RESULTS / "base" if args.scale == "tiny" else RESULTS / args.scale / "base")
     h = recipes.base_hash(args.scale, worlds_hash(args.scale))

@@ -124,3 +124,19 @@ def test_unlearned_task_makes_in_domain_orderings_not_measurable(tmp_path: Path)
     assert v.verdict == "not measurable" and "would read “holds”" in v.detail
     assert C.evaluate(C.by_id("p01-4.2-frozen-te-iou"), C.Results(tmp_path), gate=False).verdict == "holds"
     assert _verdict(tmp_path, "p01-8-refusal-collapse").verdict == "fails"  # refusal claims are not gated
+
+
+def test_recipe_orderings_are_read_against_the_seed_spread(tmp_path: Path) -> None:
+    """An ordering of two recipes holds only by a margin beyond the run-to-run spread; inside it, not measurable."""
+    doc = _recipes()  # frozen_te 0.85 vs all_trainable 0.80 watch IoU: margin 0.05
+    _write(tmp_path, "recipes", doc)
+    v = _verdict(tmp_path, "p01-4.2-frozen-te-iou")
+    assert v.verdict == "holds" and "seed spread" not in v.detail  # no spread measured: read as is
+    doc["seed_spread"] = {"max": {"watch.iou": 0.03}}
+    _write(tmp_path, "recipes", doc)
+    v = _verdict(tmp_path, "p01-4.2-frozen-te-iou")
+    assert v.verdict == "holds" and "seed spread 0.03" in v.detail
+    doc["seed_spread"] = {"max": {"watch.iou": 0.06}}
+    _write(tmp_path, "recipes", doc)
+    v = _verdict(tmp_path, "p01-4.2-frozen-te-iou")
+    assert v.verdict == "not measurable" and "within the seed spread 0.06" in v.detail

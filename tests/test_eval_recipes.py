@@ -67,3 +67,21 @@ def test_resolution_ceiling_is_one_at_full_resolution(monkeypatch):
     coarse = diagnose_watch.resolution_ceiling("micro", "watch_test", 2)
     assert coarse["all"] < 1.0  # a 2×2 grid cannot hold the watch parts
 
+
+
+def test_learnability_micro(tmp_path, monkeypatch):
+    """scripts/learnability.py at micro: two candidates under a 2-s budget, base rows, loss-term trends, verdicts."""
+    sys.path.insert(0, str(recipes.RUNS.parent.parent / "scripts"))
+    import learnability
+
+    monkeypatch.setattr(recipes, "RUNS", tmp_path / "runs")
+    rows = learnability.main(["--scale", "micro", "--budget-s", "2", "--candidates", "A_v3_control,L_v4_lora_r8_a64",
+                              "--out", str(tmp_path / "res")])
+    assert set(rows) == {"base_v3", "base_v4", "A_v3_control", "L_v4_lora_r8_a64"}
+    for name in ("A_v3_control", "L_v4_lora_r8_a64"):
+        r = rows[name]
+        assert r["steps"] >= 1 and r["s_per_step"] > 0 and 0 <= r["watch_iou"] <= 1 and 0 <= r["neg_correct"] <= 1
+        assert set(r["terms"]["mask_dice"]) and len(r["terms"]["total"]) == 2 and r["per_concept"]
+    doc = json.loads((tmp_path / "res" / "micro" / "diagnostics" / "learnability.json").read_text())
+    assert doc["meta"]["base_hash"] and {v["verdict"] for v in doc["verdicts"]} <= {"holds", "does not hold"}
+    assert any("learns the watch task" in v["check"] for v in doc["verdicts"])

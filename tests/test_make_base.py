@@ -16,6 +16,6 @@ def test_make_base_micro(tmp_path, monkeypatch):
     out = json.loads((tmp_path / "base" / "base.json").read_text())
     assert set(out["train"]) == {"base_pretrain_stage1", "base_pretrain_stage2", "base_pretrain"}
     assert 0.0 <= out["scores"]["saco"]["neg_correct"] <= 1.0
-    assert set(out["checks"]) == {"saco_neg_correct>=0.90", "positive_kept_iou>=0.5", "watch_iou_low_not_zero"}
+    assert set(out["checks"]) == {"saco_neg_correct>=0.90", "positive_kept_iou>=0.5", "lvis_miou>=0.70", "watch_iou_low_not_zero"}
     assert -1.0 <= out["text_health"]["mean_offdiag_cos"] <= 1.0
     assert (tmp_path / "base" / "fig-base-curve.png").exists() and (tmp_path / "base" / "fig-text-health.svg").exists()

@@ -118,3 +118,23 @@ def test_index_html_renders_in_headless_chromium(tmp_path: Path) -> None:
            "--window-size=1280,2000", f"--screenshot={shot}", (tmp_path / "index.html").as_uri()]
     subprocess.run(cmd, check=False, timeout=60, capture_output=True, env={**os.environ, "HOME": str(tmp_path)})
     assert shot.exists() and shot.stat().st_size > 10_000
+
+
+def test_compare_marks_results_made_on_another_base_stale(tmp_path: Path) -> None:
+    """A result records the base it was made on; `make compare` flags files made on another base and their claims."""
+    p = _ladder(tmp_path)  # written now: records the base hash the code gives
+    assert read_json(p)["meta"]["base_hash"] == report.current_base_hash("tiny")
+    _recipes(tmp_path)  # written by hand with no base hash: stale
+    rep = compare.build(tmp_path)
+    assert set(rep["stale"]["tiny"]) == {"recipes"}
+    byid = {c["id"]: c["verdicts"]["tiny"] for c in rep["claims"]}
+    assert byid["p01-4.2-frozen-te-iou"]["stale"] == ["recipes"] and byid["p01-9.15-alpha-peak"]["stale"] == []
+    doc = read_json(tmp_path / "recipes.json")
+    doc["base_hash"] = report.current_base_hash("tiny")
+    (tmp_path / "recipes.json").write_text(json.dumps(doc))
+    doc = read_json(p)
+    doc["meta"]["base_hash"] = "0123456789ab"
+    p.write_text(json.dumps(doc))
+    rep = compare.build(tmp_path)
+    assert set(rep["stale"]["tiny"]) == {"post01/table-9.15"} and "0123456789ab" in rep["stale"]["tiny"]["post01/table-9.15"]
+    assert "Stale: 1 results file" in compare.markdown(rep)
