@@ -268,8 +268,9 @@ def train_loop(model: torch.nn.Module, trainable: dict[str, torch.nn.Parameter],
     vision_frozen = not any(n.startswith("vision_encoder.") for n in trainable)
     vision_cache: dict[str, object] = {}
     sqrt_bs = math.sqrt(max(s[2] for s in streams)) if recipe.sqrt_bs_scaling else 1.0
-    prior_s = read_log(log_path)[-1]["elapsed_s"] if start and log_path.exists() and read_log(log_path) else 0.0
-    start_loss: list[float] = [r["total"] for r in read_log(log_path)[:DIVERGE_WINDOW] if "total" in r]
+    prior = read_log(log_path) if start else []  # a resumed run's log (read once)
+    prior_s = prior[-1]["elapsed_s"] if prior else 0.0
+    start_loss: list[float] = [r["total"] for r in prior[:DIVERGE_WINDOW] if "total" in r]
     model.train()
     bar = tqdm(range(start + 1, total + 1), desc=recipe.name, disable=not progress, mininterval=5)
     t0 = time.time() - prior_s
