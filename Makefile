@@ -45,10 +45,10 @@ eval: $(VENV) ## score base + every recipe on watch / SA-Co-like / LVIS-like: re
 	$(PY) scripts/eval_recipes.py --scale $(SCALE)
 
 .PHONY: compare figures
-compare: $(VENV) ## published vs reproduced + claim verdicts: results/COMPARISON.md, comparison.json, index.html, README status
+compare: $(VENV) ## published vs reproduced + claim verdicts + stale/provenance lists: results/COMPARISON.md, comparison.json, index.html, README status
 	$(PY) scripts/compare.py
 
-figures: $(VENV) ## redraw every figure from the results JSON (no training): results/<section>/fig-*.png|svg
+figures: $(VENV) ## redraw every figure from the results JSON (no training, deterministic; exits 1 if a renderer fails): results/<section>/fig-*.png|svg
 	$(PY) scripts/figures.py
 
 .PHONY: rank-series
@@ -61,6 +61,13 @@ rank-series: $(VENV) ## rank series papers 81-88 (SCALE=tiny default; runs cache
 	$(PY) rank_series/paper84_adaptive_k.py --scale $(SCALE)
 	$(PY) rank_series/paper85_bottom_k64.py --scale $(SCALE)
 	$(PY) rank_series/paper88_er_matched_schedule.py --scale $(SCALE)
+
+.PHONY: post02 presence-only
+presence-only: $(VENV) ## Post 02 §5 Tables 5.1 + 5.2: retrain only the presence gate of lvis_replay (the repair; cached gate input)
+	$(PY) post02/presence_only.py --scale $(SCALE)
+
+post02: $(VENV) ## every Post 02 table and figure written so far (results/post02/)
+	$(PY) post02/presence_only.py --scale $(SCALE)
 
 .PHONY: table-9.15 post01-lora
 table-9.15: $(VENV) ## Post 01 Table 9.15 + Fig 9.15: r=8 LoRA α ladder (watch IoU only; runs train in parallel, JOBS=n)

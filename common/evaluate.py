@@ -179,6 +179,21 @@ def evaluate_model(model: torch.nn.Module, scale: str, suites: Sequence[str] = t
     return out
 
 
+#: The flat metric keys of :func:`flat_scores` (every metric a fraction in [0, 1], as recipes.json stores it).
+FLAT_KEYS = ("watch_iou", "watch_dice", "neg_correct", "cgF1", "IL_MCC", "pmF1", "pos_mean_IoU", "mean_mask_IoU",
+             "lvis_miou", "lvis_pmF1", "pos_presence_sigmoid_mean", "neg_presence_sigmoid_mean")
+
+
+def flat_scores(scores: dict) -> dict[str, float | None]:
+    """One table row's metrics from :func:`evaluate_model`'s nested scores (watch / saco / lvis; a suite not scored
+    gives None): the columns of Post 02 Tables 1.1, 3.1, 4.1 and 5.2."""
+    w, s, lv = (scores.get(k) or {} for k in ("watch", "saco", "lvis"))
+    return {"watch_iou": w.get("iou"), "watch_dice": w.get("dice"),
+            **{k: s.get(k) for k in ("neg_correct", "cgF1", "IL_MCC", "pmF1", "pos_mean_IoU", "mean_mask_IoU",
+                                     "pos_presence_sigmoid_mean", "neg_presence_sigmoid_mean")},
+            "lvis_miou": lv.get("mIoU"), "lvis_pmF1": lv.get("pmF1")}
+
+
 def eval_cache_path(name, scale: str, suites: Sequence[str] = tuple(SUITES), step: int | None = None,
                     train_if_missing: bool = True):
     """The cache file of :func:`evaluate_run`: ``<artifact dir>/eval-<step|final>-<suites>.json``."""

@@ -130,9 +130,15 @@ def seed_everything(seed: int) -> None:
         pass
 
 
+#: Folders whose untracked ``*.py`` files count as code (a new script not yet committed makes the tree dirty).
+CODE_DIRS = ("common", "post01", "post02", "rank_series", "scripts")
+
+
 def code_version() -> dict[str, Any]:
-    """The git commit of the code that produced a result, and whether its code (``*.py``, Makefile, requirements)
-    had uncommitted edits (results files being rewritten do not count).
+    """The git commit of the code that produced a result, and whether its code had uncommitted edits: tracked
+    ``*.py``, Makefile and requirements.txt with changes, or untracked ``*.py`` under :data:`CODE_DIRS` (a new
+    script not yet committed). Results files being rewritten do not count. ``dirty_files`` names them (first 20 of
+    ``n_dirty_files``).
 
     ``{"commit": None}`` outside a git checkout (e.g. an unpacked archive).
     """
@@ -141,10 +147,12 @@ def code_version() -> dict[str, Any]:
 
     try:
         commit = git("rev-parse", "HEAD").strip()
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", "*.py", "Makefile", "requirements.txt").strip())
+        changed = git("status", "--porcelain", "--untracked-files=no", "--", "*.py", "Makefile", "requirements.txt").splitlines()
+        new = git("status", "--porcelain", "--untracked-files=all", "--", *(f"{d}/*.py" for d in CODE_DIRS)).splitlines()
     except (OSError, subprocess.SubprocessError):
         return {"commit": None}
-    return {"commit": commit, "dirty": dirty}
+    files = sorted({line[3:].strip() for line in changed} | {line[3:].strip() for line in new if line.startswith("??")})
+    return {"commit": commit, "dirty": bool(files), "dirty_files": files[:20], "n_dirty_files": len(files)}
 
 
 def run_meta(config: dict[str, Any], seed: int, t0: float) -> dict[str, Any]:
@@ -164,17 +172,21 @@ def run_meta(config: dict[str, Any], seed: int, t0: float) -> dict[str, Any]:
 def save_figure(fig: Any, path_stem: str | Path) -> list[Path]:
     """Save a matplotlib figure as ``<stem>.png`` and ``<stem>.svg`` atomically; closes the figure.
 
-    Dots in the stem are kept ("fig-9.15" → "fig-9.15.png").
+    Dots in the stem are kept ("fig-9.15" → "fig-9.15.png"). Both files are deterministic (no date, fixed SVG
+    id salt), so redrawing an unchanged result leaves them byte-identical.
     """
     import io as _io
 
     import matplotlib.pyplot as plt
 
+    import matplotlib
+
     stem = Path(path_stem)
     out = []
+    matplotlib.rcParams["svg.hashsalt"] = "sam3-repro"  # stable element ids: an unchanged figure redraws byte-identical
     for ext in ("png", "svg"):
         buf = _io.BytesIO()
-        fig.savefig(buf, format=ext, dpi=130, bbox_inches="tight")
+        fig.savefig(buf, format=ext, dpi=130, bbox_inches="tight", metadata={"Date": None} if ext == "svg" else {})
         out.append(atomic_write_bytes(stem.parent / f"{stem.name}.{ext}", buf.getvalue()))
     plt.close(fig)
     return out

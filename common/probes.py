@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+import numpy as np
 import torch
 
 from common.forward import encode_vision
@@ -95,3 +96,30 @@ def fusion_norm_run(name, scale: str, layer: int = 5, force: bool = False) -> di
     out = fusion_output_norm(recipes.load_model(name, scale), scale, layer)
     atomic_write_json(path, out)
     return out
+
+
+def logistic_probe_auc(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
+                       l2: float = 1e-2) -> float:
+    """Held-out ROC AUC of an L2-regularised logistic regression (features standardised on the train split,
+    fitted by L-BFGS): how linearly readable a binary label is from an activation (Post 02 §5's question
+    whether the presence gate's input still carries "present vs absent")."""
+    from scipy.optimize import minimize
+    from scipy.special import expit, log_expit
+
+    from common.metrics import presence_auc
+
+    mu, sd = x_train.mean(0), x_train.std(0) + 1e-8
+    a, b = (x_train - mu) / sd, (x_test - mu) / sd
+    a1 = np.hstack([a, np.ones((len(a), 1))])
+    y = np.asarray(y_train, dtype=np.float64)
+
+    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+        z = a1 @ w
+        nll = -np.mean(y * log_expit(z) + (1 - y) * log_expit(-z)) + 0.5 * l2 * np.sum(w[:-1] ** 2)
+        grad = a1.T @ (expit(z) - y) / len(y) + l2 * np.append(w[:-1], 0.0)
+        return float(nll), grad
+
+    w = minimize(loss, np.zeros(a1.shape[1]), jac=True, method="L-BFGS-B").x
+    z = np.hstack([b, np.ones((len(b), 1))]) @ w
+    yt = np.asarray(y_test) > 0.5
+    return presence_auc(z[yt], z[~yt])

@@ -50,3 +50,12 @@ def value(source: str, table: str, row: str, column: str) -> dict[str, Any]:
     if len(hits) != 1:
         raise KeyError(f"published {source} table {table} row {row!r} column {column!r}: {len(hits)} matches")
     return hits[0]
+
+
+def get(source: str, table: str, row: str, column: str) -> float | None:
+    """The published number of one cell in its printed unit, or None where the post prints none (the lookup
+    every figure and claim uses to draw or test against a published value)."""
+    try:
+        return value(source, table, str(row), column)["value"]
+    except KeyError:
+        return None

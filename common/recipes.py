@@ -21,6 +21,7 @@ from common.io import DATA, atomic_write_json, read_json
 from common.losses import LossWeights
 from common.model import (MODULES, SPECS, WordTokenizer, build_model, config_hash,
                           fusion_layer_prefixes, load_into, load_state)
+from common.presence import HEAD_PREFIXES
 from common.schedules import Schedule, match_then_boost
 
 RUNS = DATA / "runs"
@@ -92,6 +93,7 @@ class Recipe:
     p_hard_end: float = 0.0
     resume_every: int = 100
     negative_masks: bool | None = None  # also run the mask decoder on negative pairs (semantic map trained to be empty)
+    objective: str | None = None  # None: the set loss (common.train); "presence_gate": Post 02 §5 (common.presence)
     scale_steps: dict = field(default_factory=dict, hash=False, compare=False)  # per-scale step override
 
     @property
@@ -217,6 +219,13 @@ register(Recipe(name="lvis_replay_n100", streams=(WATCH, StreamSpec("lvis_train"
 register(Recipe(name="lvis_replay_neg", frozen=T, streams=(
     WATCH, StreamSpec("lvis_train", every=10, images=1, pos=2),
     StreamSpec("watch_negatives", every=10, images=1, pos=0, neg=4)), **FT))
+# Post 02 §5: presence_only — only the presence gate's head retrains (BCE on the presence logit, balanced watch
+# positives / watch-negatives-corpus negatives, Adam lr 1e-4, 1,000 steps) on lvis_replay's cached decoder[5].q0.
+PRESENCE_ONLY = Recipe(
+    name="presence_only", init="lvis_replay", objective="presence_gate", trainable=HEAD_PREFIXES,
+    streams=(StreamSpec("watch_train", images=0, pos=8), StreamSpec("watch_negatives", images=0, pos=0, neg=8)),
+    steps=1000, lr=1e-4, schedule=Schedule("constant"), weight_decay=0.0, clip=0.0, scale_steps={"micro": 20})
+register(PRESENCE_ONLY)
 RECOVERY_STEPS = 400  # the post's 2000 steps, scaled to tiny; checkpoints keep the post's fractions
 register(Recipe(
     name="recovery_frozen_te_boost", init="frozen_te", frozen=T,
@@ -379,9 +388,20 @@ def run_hash(recipe: Recipe, scale: str, worlds_hash: str) -> str:
     return config_hash(d)
 
 
+def is_checkpoint_path(init: str) -> bool:
+    """An ``init`` that names a full-model safetensors file (a user's own fine-tune) rather than a recipe."""
+    return str(init).endswith(".safetensors")
+
+
 def init_hash(init: str, scale: str, worlds_hash: str) -> str:
     if init == "scratch":
         return "scratch"
+    if is_checkpoint_path(init):
+        import hashlib
+
+        if not Path(init).is_file():
+            raise FileNotFoundError(f"init checkpoint {init} does not exist")
+        return "file-" + hashlib.sha256(Path(init).read_bytes()).hexdigest()[:12]
     if init == "base":
         return base_hash(scale, worlds_hash)
     return run_hash(resolve(init, scale), scale, worlds_hash)
@@ -437,7 +457,8 @@ def load_model(name: str | Recipe, scale: str, train_if_missing: bool = True, me
     tok = tokenizer_for(scale)
     model = build_model(scale, len(tok), seed=0)
     model = _apply_init(model, name, scale, train_if_missing, step=step)
-    if merge and isinstance(name, (str, Recipe)) and name not in ("base", "scratch") and resolve(name, scale).adapter:
+    if merge and isinstance(name, (str, Recipe)) and name not in ("base", "scratch") and not is_checkpoint_path(str(name)) \
+            and resolve(name, scale).adapter:
         from common.lora import adalora_layers, merge_lora
 
         if adalora_layers(model) or any("lora_" in n for n, _ in model.named_parameters()):
@@ -452,6 +473,9 @@ def _apply_init(model: torch.nn.Module, name: str | Recipe, scale: str, train_if
     if name == "base":
         state, source = base_state(scale, train_if_missing)
         load_into(model, {k: v.float() for k, v in state.items()}, source=source)
+        return model
+    if isinstance(name, (str, Path)) and is_checkpoint_path(str(name)):  # a full model state (save_model)
+        load_into(model, {k: v.float() for k, v in load_state(name).items()}, source=str(name))
         return model
     recipe = resolve(name, scale)
     model = _apply_init(model, recipe.init, scale, train_if_missing)
@@ -548,8 +572,12 @@ def _train(name: str | Recipe, scale: str, progress: bool, force: bool, extra_lo
         torch.manual_seed(recipe.seed)
         model = apply_adapter(model, recipe.adapter)
         extra_loss = extra_loss or adapter_loss(recipe.adapter)
-    streams, recipe = make_streams(recipe, paths)
     d.mkdir(parents=True, exist_ok=True)
+    if recipe.objective == "presence_gate":
+        atomic_write_json(d / "config.json", {"recipe": recipe.to_dict(), "scale": scale,
+                                              "worlds_hash": worlds_hash(scale), "run_dir": str(d)})
+        return _train_presence_gate(model, recipe, d, scale, paths, tok, progress)
+    streams, recipe = make_streams(recipe, paths)
     atomic_write_json(d / "config.json", {"recipe": recipe.to_dict(), "scale": scale,
                                           "worlds_hash": worlds_hash(scale), "run_dir": str(d)})
     trainable = trainable_params(model, recipe)
@@ -560,3 +588,16 @@ def _train(name: str | Recipe, scale: str, progress: bool, force: bool, extra_lo
 
         save_model(model, d / "full.safetensors")
     return result
+
+
+def _train_presence_gate(model: torch.nn.Module, recipe: Recipe, d: Path, scale: str, paths: dict[str, Path], tok,
+                         progress: bool):
+    """Post 02 §5's repair (:func:`common.presence.train_gate`): positives of the first stream's split, negatives of
+    the second's, balanced to :data:`common.presence.PAIRS_PER_CLASS`."""
+    from common.data import load_pairs
+    from common.presence import PAIRS_PER_CLASS, balanced_pairs, train_gate
+
+    pos_ds, neg_ds = (load_pairs(paths[s.split]) for s in recipe.streams[:2])
+    items = balanced_pairs([(pos_ds, p) for p in pos_ds if p.masks], [(neg_ds, p) for p in neg_ds if not p.masks],
+                           PAIRS_PER_CLASS[scale], recipe.seed)
+    return train_gate(model, recipe, d, items, tok, SPECS[scale].image_size, progress=progress)

@@ -39,8 +39,10 @@ RESULTS CONTRACT (what ``make compare`` / ``make figures`` and the claims in :mo
 """
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Callable, Iterable, Sequence
 
 from common.io import RESULTS, ROOT, atomic_write_json
@@ -48,9 +50,6 @@ from common.io import RESULTS, ROOT, atomic_write_json
 SECTIONS = ("post01", "post02", "rank_series", "diagnostics")
 SCALES = ("micro", "tiny", "sam3")
 PALETTE = {"ours": "#1b6ca8", "published": "#c0392b", "sam3": "#2e8b57"}
-#: Optional figure renderers keyed by result file (``"post01/table-9.15"``), for results whose script
-#: does not define ``figure(result)``; registered with :func:`figure_for`.
-FIGURE_REGISTRY: dict[str, Callable[[dict], Any]] = {}
 
 
 def result_stem(table_id: str) -> str:
@@ -116,10 +115,31 @@ def _script_name() -> str | None:
         return None
 
 
+def load_script(path: str | Path) -> ModuleType:
+    """Import a section script (``post01/alpha_ladder.py``) as a module without running its ``main``: the one
+    loader ``make figures`` (for ``figure(result)``) and the claims registry (for its ``@claim``s) use."""
+    path = (ROOT / path).resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"script {path} does not exist")
+    name = "_script_" + "_".join(path.relative_to(ROOT).with_suffix("").parts)
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        try:
+            spec.loader.exec_module(mod)  # type: ignore[union-attr]
+        except BaseException:
+            del sys.modules[name]
+            raise
+    return sys.modules[name]
+
+
 def write_result(section: str, table_id: str, rows: Sequence[dict[str, Any]], *, published: Sequence[dict[str, Any]] | None = None,
                  verdicts: Sequence[dict[str, Any]] | None = None, meta: dict[str, Any], scale: str,
-                 extra: dict[str, Any] | None = None, script: str | None = None, root: str | Path = RESULTS) -> Path:
-    """Atomically write ``<root>/[<scale>/]<section>/<table-id>.json`` per the contract above; returns the path."""
+                 extra: dict[str, Any] | None = None, script: str | None = None, root: str | Path | None = None) -> Path:
+    """Atomically write ``<root>/<section>/<table-id>.json`` per the contract above; returns the path. ``root`` is
+    the scale's results directory (default :func:`results_root`; the CLI's ``--out``). Called by
+    :func:`common.section.emit`, the one writer; scripts do not call it themselves."""
     if section not in SECTIONS:
         raise ValueError(f"unknown section {section!r}; expected one of {SECTIONS}")
     rows = [dict(r) for r in rows]
@@ -136,7 +156,8 @@ def write_result(section: str, table_id: str, rows: Sequence[dict[str, Any]], *,
         meta = {**meta, "base_hash": current_base_hash(scale)}
     doc = {"meta": meta, "scale": scale, "section": section, "table": stem, "script": script or _script_name(),
            "rows": rows, "published": list(published or []), "verdicts": list(verdicts or []), **(extra or {})}
-    return atomic_write_json(results_root(scale, root) / section / f"{stem}.json", doc)
+    root = results_root(scale) if root is None else Path(root)
+    return atomic_write_json(root / section / f"{stem}.json", doc)
 
 
 def columns(source: str, table: str, keys: dict[str, str | tuple[str, float]]) -> list[dict[str, Any]]:
@@ -237,14 +258,6 @@ def mark_published(ax: Any, xs: Iterable[Any], ys: Iterable[float | None], label
     x, y = zip(*pts)
     ax.plot(x, y, linestyle="--" if line else "none", marker="o", markerfacecolor="none", markeredgecolor=color,
             color=color, linewidth=1.0, markersize=7, label=label, zorder=3)
-
-
-def figure_for(result_rel: str) -> Callable[[Callable[[dict], Any]], Callable[[dict], Any]]:
-    """Register a renderer for ``results/<result_rel>.json`` (for results no script draws itself)."""
-    def deco(fn: Callable[[dict], Any]) -> Callable[[dict], Any]:
-        FIGURE_REGISTRY[result_rel] = fn
-        return fn
-    return deco
 
 
 def generic_figure(result: dict[str, Any]) -> Any | None:

@@ -1,37 +1,26 @@
-"""Writing one section result: JSON (source of truth) + Markdown table + figure + claim verdicts.
+"""The one writer: a section result as JSON (source of truth) + Markdown table + figure + claim verdicts.
 
-The plumbing the Post 01 §9–§10 LoRA scripts share (``post01/lora_ranks.py``, ``rank_saturation.py``,
-``rslora_boost.py``, ``alpha_ladder.py``, ``alpha_vs_lr.py``): :func:`emit` writes
-``<root>/[<scale>/]post01/<table>.json`` through :func:`common.report.write_result`, evaluates the
-named claims of :mod:`common.claims` on the written file, renders the Markdown table (ours beside
-the published column, then the verdicts) and draws the script's ``figure(result)``.
+Every section script (``post01/``, ``post02/``, ``rank_series/``, ``scripts/diagnose_*``) ends with one call::
 
-:func:`verdict` is the record for a reproduction check the script makes itself (a direction, an
-ordering or a threshold the post states), :func:`clean` turns NaN/inf into null (the JSON writer
-refuses NaN).
+    section.emit(args, "9.15", rows, t0=t0, config=config, title="Table 9.15 — …",
+                 published=PUBLISHED, extra=extra, figure=figure, section="post01")
+
+:func:`emit` writes ``<--out>/<section>/<table-id>.json`` through :func:`common.report.write_result` (the
+results contract), judges every claim that reads this table (the ``@claim``s beside the scripts,
+:func:`common.claims.claims_reading`), writes the verdicts into the JSON, renders the Markdown table
+(ours beside the published column, then the verdicts) and draws the script's ``figure(result)``, the one
+figure signature (``make figures`` redraws it from the JSON alone).
 """
 from __future__ import annotations
 
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from common.io import RESULTS
+from common.io import ROOT
 from common.report import fmt_cell, markdown_table
-
-
-def results_root(out: Path, scale: str) -> Path:
-    """``root`` for write_result: ``--out`` itself, except the CLI's non-tiny default ``results/<scale>``
-    (write_result adds the ``<scale>/`` level itself)."""
-    out = Path(out)
-    return RESULTS if scale != "tiny" and out == RESULTS / scale else out
-
-
-def section_dir(out: Path, scale: str, section: str = "post01") -> Path:
-    from common.report import results_root as rr
-
-    return rr(scale, results_root(out, scale)) / section
 
 
 def clean(x: Any) -> Any:
@@ -47,56 +36,63 @@ def clean(x: Any) -> Any:
     return x
 
 
-def verdict(check: str, holds: bool | None, detail: str, published: str = "") -> dict[str, Any]:
-    """A script's own reproduction verdict: "holds" / "does not hold" / "not measurable"."""
-    v = "not measurable" if holds is None else ("holds" if holds else "does not hold")
-    return {"check": check, "verdict": v, "detail": detail, **({"published": published} if published else {})}
+def _caller_script(depth: int = 2) -> str | None:
+    f = Path(sys._getframe(depth).f_globals.get("__file__", "")).resolve()
+    return str(f.relative_to(ROOT)) if f.suffix == ".py" and f.is_relative_to(ROOT) else None
 
 
-def claim_verdicts(ids: Sequence[str], out: Path, scale: str) -> list[dict]:
-    """Verdicts of the named claims (:mod:`common.claims`) on the results under ``out``."""
+def claim_verdicts(rel: str, root: Path, scale: str) -> list[dict]:
+    """Verdicts of every claim that reads ``rel`` (``"post01/table-9.15"``), on the results under ``root``."""
     from common import claims
-    from common.report import results_root as rr
 
-    res = claims.Results(rr(scale, results_root(out, scale)))
-    return [claims.evaluate(claims.by_id(i), res, scale).to_dict() for i in ids]
+    res = claims.Results(root)
+    return [claims.evaluate(c, res, scale).to_dict() for c in claims.claims_reading(rel) if scale in c.scales]
 
 
-def emit(args, table_id: str, rows: list[dict], *, t0: float, config: dict, script: str, title: str,
-         published: list[dict] | None = None, verdicts: list[dict] | None = None, extra: dict | None = None,
-         notes: str = "", md_keys: Sequence[str] | None = None, figure: Callable[[dict], Any] | None = None,
-         claim_ids: Sequence[str] = (), section: str = "post01") -> Path:
-    """Write JSON + Markdown (+ figure) for one table; returns the JSON path."""
+def verdict_lines(verdicts: Sequence[dict]) -> list[str]:
+    """The Markdown block of a table's claim verdicts."""
+    if not verdicts:
+        return []
+    out = ["", "| claim | verdict | detail |", "|---|---|---|"]
+    return out + [f"| {v['claim']} | **{v['verdict']}** | {fmt_cell(v['detail'])} |" for v in verdicts]
+
+
+def emit(args, table_id: str, rows: list[dict], *, t0: float, config: dict, title: str,
+         published: list[dict] | None = None, extra: dict | None = None, notes: str = "",
+         md_keys: Sequence[str] | None = None, figure: Callable[[dict], Any] | None = None,
+         section: str = "post01", script: str | None = None, checks: Sequence[dict] = ()) -> Path:
+    """Write JSON + Markdown (+ figure) for one table and judge its claims; returns the JSON path.
+
+    ``args`` is the parsed CLI (:func:`common.cli.parse`: ``--scale``, ``--out`` = this scale's results
+    directory, ``--seed``); ``script`` defaults to the calling file. ``checks``: a diagnostic script's own
+    checks (:func:`common.claims.check`, not claims of the posts), stored under ``checks`` and listed."""
     from common import report
     from common.io import atomic_write_text, read_json, run_meta, save_figure
 
-    root = results_root(args.out, args.scale)
-    rows = clean(rows)
-    extra = clean(extra or {})
+    script = script or _caller_script()
+    root = Path(args.out)
+    rows, extra = clean(rows), clean(extra or {})
+    if checks:
+        extra["checks"] = clean(list(checks))
+    seed = getattr(args, "seed", None)
+    meta = run_meta(config, getattr(args, "seeds", None) if seed is None else seed, t0)
 
-    def write(vs):
-        return report.write_result(section, table_id, rows, published=published, verdicts=clean(vs),
-                                   meta=run_meta(config, args.seed, t0), scale=args.scale, extra=extra,
-                                   script=script, root=root)
+    def write(vs: list[dict]) -> Path:
+        return report.write_result(section, table_id, rows, published=published, verdicts=vs, meta=meta,
+                                   scale=args.scale, extra=extra, script=script, root=root)
 
-    verdicts = list(verdicts or [])
-    path = write(verdicts)
-    if claim_ids:
-        verdicts += claim_verdicts(claim_ids, args.out, args.scale)
+    path = write([])
+    verdicts = claim_verdicts(f"{section}/{path.stem}", root, args.scale)
+    if verdicts:
         path = write(verdicts)
     doc = read_json(path)
     md = [f"# {title}", "", f"Scale `{args.scale}`; source of truth `{path.name}`; wall time "
           f"{doc['meta']['wall_time_s']} s (finished {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}).", "",
-          markdown_table(rows, published, keys=md_keys)]
-    own = [v for v in verdicts if "check" in v]
-    if own:
+          markdown_table(rows, published, keys=md_keys), *verdict_lines(verdicts)]
+    if checks:
         md += ["", "| check | verdict | detail | published |", "|---|---|---|---|"]
-        md += [f"| {fmt_cell(v['check'])} | **{v['verdict']}** | {fmt_cell(v['detail'])} | {fmt_cell(v.get('published', ''))} |"
-               for v in own]
-    cl = [v for v in verdicts if "claim" in v]
-    if cl:
-        md += ["", "| claim | verdict | detail |", "|---|---|---|"]
-        md += [f"| {v['claim']} | **{v['verdict']}** | {fmt_cell(v['detail'])} |" for v in cl]
+        md += [f"| {fmt_cell(c['check'])} | **{c['verdict']}** | {fmt_cell(c['detail'])} | {fmt_cell(c.get('published', ''))} |"
+               for c in checks]
     if notes:
         md += ["", notes]
     atomic_write_text(path.with_suffix(".md"), "\n".join(md) + "\n")

@@ -22,7 +22,8 @@ import warnings
 
 from scipy.stats import spearmanr
 
-from common import cli, curves, probes, recipes, report, runpool, section
+from common import cli, curves, probes, published, recipes, report, runpool, section
+from common.claims import LEARNED, LORA_RANKS, NotMeasurable, NotYetRun, Outcome, Results, iou_of, neg_of, claim, cmp, every, vs, within
 
 RANKS = recipes.LORA_RANKS
 LORA = {r: recipes.lora_name(r, r) for r in RANKS}
@@ -48,6 +49,162 @@ def rho(a, b) -> float | None:
         warnings.simplefilter("ignore")
         r = float(spearmanr(a, b).statistic)
     return None if r != r else r
+
+
+# ----------------------------------------------------------------------------- claims
+# Table 9.2 / 9.4 claims on results/recipes.json (judged by `make compare`), then the ones on this script's own
+# tables (judged when table-9.2 / table-9.4 / fig-9.3 is written). LEARNED, the precondition of every in-domain
+# ordering in the project, is declared here: it cites Table 9.2.
+T92, T94, F93 = "post01/table-9.2", "post01/table-9.4", "post01/fig-9.3"
+
+
+@claim("p01-1-watch-task-learned", "post01", "Cover / Table 9.2", table="9.2", reads=("recipes",),
+       quote="Watch-component test IoU rose from 0.23 on base SAM3 to 0.92 after fine-tuning.",
+       statement="frozen_te watch IoU − base watch IoU ≥ 0.3 (the precondition of every in-domain ordering: "
+                 "where it fails, in-domain claims that hold are vacuous)")
+def _(r: Results) -> Outcome:
+    return cmp(iou_of(r, "frozen_te") - iou_of(r, "base"), ">=", 0.3, "IoU gain frozen_te − base")
+
+
+@claim("p01-8-refusal-collapse", "post01", "§8 / Table 9.2", table="9.2", reads=("recipes",),
+       quote="collapsed from base’s 95.8 % to about 2–3 % on the all-trainable and frozen-TE recipes",
+       statement="neg_correct(base) − neg_correct(frozen_te) > 50 pp, and the same for all_trainable")
+def _(r: Results) -> Outcome:
+    b = neg_of(r, "base")
+    return every(cmp(b - neg_of(r, "frozen_te"), ">", 0.5, "base − frozen_te"), cmp(b - neg_of(r, "all_trainable"), ">", 0.5, "base − all_trainable"))
+
+
+@claim("p01-8-fusion-only-less", "post01", "§8 / Table 9.2", table="9.2", reads=("recipes",),
+       quote="the same evaluation gives negative-correctness 8.07 % — modestly better than the standard recipes (about 3× their score) but still about 88 points below base.",
+       statement="neg_correct: max(frozen_te, all_trainable) < fusion_only < base")
+def _(r: Results) -> Outcome:
+    fo = neg_of(r, "fusion_only")
+    return every(cmp(fo, ">", max(neg_of(r, "frozen_te"), neg_of(r, "all_trainable")), "fusion_only vs standard"), cmp(fo, "<", neg_of(r, "base"), "fusion_only vs base"))
+
+
+@claim("p01-9.2-lora-rank-iou", "post01", "Table 9.2", table="9.2", needs=LEARNED, reads=("recipes",),
+       quote="Rank changes how cleanly the same circuit reads out; it does not change which circuit.",
+       statement="fusion LoRA watch IoU does not decrease with rank: lora_r8 ≤ lora_r16 ≤ lora_r32 ≤ lora_r48 (tolerance 0.005)")
+def _(r: Results) -> Outcome:
+    v = [iou_of(r, f"lora_r{k}") for k in LORA_RANKS]
+    return every(*(cmp(v[i + 1] + 0.005, ">=", v[i], f"r={LORA_RANKS[i + 1]} vs r={LORA_RANKS[i]}") for i in range(3)))
+
+
+@claim("p01-9.2-r48-matches-fusion-only", "post01", "Table 9.2", table="9.2", needs=LEARNED, reads=("recipes",),
+       quote="At r=48 (1.84 M trainables, 0.22 % of the model) LoRA matches fusion-only’s in-domain watch IoU within rounding (0.87 vs 0.87)",
+       statement="|IoU(lora_r48) − IoU(fusion_only)| ≤ 0.02")
+def _(r: Results) -> Outcome:
+    return within(iou_of(r, "lora_r48"), iou_of(r, "fusion_only"), 0.02, "r48 vs fusion_only")
+
+
+@claim("p01-9.4-lora-protects-refusal", "post01", "Table 9.4 / §9", table="9.4", reads=("recipes",),
+       quote="The frozen head ends up being a useful regulariser by accident: parameter-efficient training cannot damage the negative-prompt rejection as comprehensively as a full fine-tune can.",
+       statement="neg_correct of every fusion LoRA rank > max(neg_correct frozen_te, all_trainable)")
+def _(r: Results) -> Outcome:
+    full = max(neg_of(r, "frozen_te"), neg_of(r, "all_trainable"))
+    return every(*(cmp(neg_of(r, f"lora_r{k}"), ">", full, f"r={k} vs full FT") for k in LORA_RANKS))
+
+
+@claim("p01-9.4-lower-rank-worse-neg", "post01", "Table 9.4", table="9.4", reads=("recipes",),
+       quote="But on the negative side, lower rank is worse, not better",
+       statement="mean neg_correct of lora_r32, lora_r48 > mean of lora_r8, lora_r16")
+def _(r: Results) -> Outcome:
+    hi = (neg_of(r, "lora_r32") + neg_of(r, "lora_r48")) / 2
+    lo = (neg_of(r, "lora_r8") + neg_of(r, "lora_r16")) / 2
+    return cmp(hi, ">", lo, "r32/48 vs r8/16")
+
+
+@claim("p01-9.4-lower-rank-lvis", "post01", "Table 9.4", table="9.4", reads=("recipes",),
+       quote="Lower rank does protect base ability on the positive side",
+       statement="LVIS mIoU: lora_r8 ≥ lora_r48")
+def _(r: Results) -> Outcome:
+    return vs(r, "lora_r8", ">=", "lora_r48", "lvis", "mIoU")
+
+
+@claim("p01-9.2-full-beats-lora", "post01", "Table 9.2", table="9.2", needs=LEARNED, reads=(T92,),
+       quote="It is still 5 IoU points below the best full-recipe number (0.92)",
+       statement="watch IoU: all_trainable and frozen_te each > LoRA F[0..4] r=48 (rows: recipe, watch_iou)")
+def full_beats_lora(r: Results) -> Outcome:
+    r48 = r.cell(T92, "watch_iou", recipe=LORA[48])
+    return every(*(cmp(r.cell(T92, "watch_iou", recipe=n), ">", r48, f"{n} vs LoRA r=48") for n in ("all_trainable", "frozen_te")))
+
+
+@claim("p01-9.2-refusal-collapses-everywhere", "post01", "Table 9.2", table="9.2", reads=(T92,),
+       quote="The catastrophic-forgetting picture from §8 returns here with an interesting twist.",
+       statement="neg_correct of every fine-tune of Table 9.2 (the three full recipes and LoRA r=8…48) < base's − 0.5 "
+                 "(rows: recipe, neg_correct)")
+def refusal_collapses_everywhere(r: Results) -> Outcome:
+    b = r.cell(T92, "neg_correct", recipe="base")
+    tuned = [x["recipe"] for x in r.rows(T92) if x.get("recipe") not in (None, "base")]
+    if not tuned:
+        raise NotYetRun(f"{T92}.json has no fine-tune rows")
+    return every(*(cmp(r.cell(T92, "neg_correct", recipe=n), "<", b - 0.5, f"{n} vs base − 0.5") for n in tuned))
+
+
+@claim("p01-9.4-norm-inflation", "post01", "Table 9.4 / §9", table="9.4", reads=(T94,),
+       quote="The only way to push the head’s logits up for watch concepts is to inflate the fusion[5] residual norm "
+             "so the unchanged scoring weights produce bigger scores.",
+       statement="fusion[5] output-norm ratio (fine-tune ÷ base) > 1 at every LoRA rank (rows: rank, fusion5_norm_ratio)")
+def norm_inflation(r: Results) -> Outcome:
+    ratio = r.column(T94, "fusion5_norm_ratio", by="rank")
+    return every(*(cmp(v, ">", 1.0, f"r={k}") for k, v in sorted(ratio.items())))
+
+
+@claim("p01-9.4-norm-traces-neg", "post01", "Table 9.4 / §9", table="9.4", reads=(T94,),
+       quote="The norm-inflation ratio at fusion[5] traces exactly the same curve as neg_correct in reverse",
+       statement="across the LoRA ranks, Spearman ρ(fusion5_norm_ratio, neg_correct) < 0 (rows: rank, fusion5_norm_ratio, "
+                 "neg_correct)")
+def norm_traces_neg(r: Results) -> Outcome:
+    ratio, neg = r.column(T94, "fusion5_norm_ratio", by="rank"), r.column(T94, "neg_correct", by="rank")
+    ks = sorted(set(ratio) & set(neg))
+    if len(ks) < 3:
+        raise NotYetRun(f"{T94}.json has fewer than 3 LoRA ranks with both keys")
+    rh = rho([ratio[k] for k in ks], [neg[k] for k in ks])
+    if rh is None:
+        raise NotMeasurable(f"Spearman ρ undefined over ranks {ks} (a constant series)")
+    return cmp(rh, "<", 0.0, f"Spearman ρ(ratio, neg_correct) over r={ks}")
+
+
+@claim("p01-9.4-full-hardly-inflate", "post01", "Table 9.4 / §9", table="9.4", reads=(T94,),
+       quote="The all-trainable and frozen-TE fine-tunes hardly inflate fusion[5]’s norm at all (~1.01)",
+       statement="fusion5_norm_ratio of all_trainable and frozen_te < the smallest LoRA rank's ratio (rows: recipe, rank, "
+                 "fusion5_norm_ratio)")
+def full_hardly_inflate(r: Results) -> Outcome:
+    lo = min(r.column(T94, "fusion5_norm_ratio", by="rank").values())
+    return every(*(cmp(r.cell(T94, "fusion5_norm_ratio", recipe=n), "<", lo, f"{n} vs min LoRA ratio")
+                   for n in ("all_trainable", "frozen_te")))
+
+
+@claim("p01-9.3-lora-stack-by-rank", "post01", "Fig. 9.3", reads=(F93,),
+       quote="the four LoRA curves form a clean monotone stack — r=8 highest, r=48 lowest",
+       statement="end per-sample loss falls strictly with LoRA rank, r=8 > r=16 > r=32 > r=48 (rows: recipe, end_loss)")
+def lora_stack_by_rank(r: Results) -> Outcome:
+    v = [r.cell(F93, "end_loss", recipe=LORA[k]) for k in RANKS]
+    return every(*(cmp(v[i], ">", v[i + 1], f"r={RANKS[i]} vs r={RANKS[i + 1]}") for i in range(len(RANKS) - 1)))
+
+
+@claim("p01-9.3-fusion-only-above-full", "post01", "Fig. 9.3", reads=(F93,),
+       quote="Fusion-only plateaus about one unit above the full recipes.",
+       statement="end per-sample loss: fusion_only > both all_trainable and frozen_te (rows: recipe, end_loss)")
+def fusion_only_above_full(r: Results) -> Outcome:
+    fo = r.cell(F93, "end_loss", recipe="fusion_only")
+    return every(*(cmp(fo, ">", r.cell(F93, "end_loss", recipe=n), f"fusion_only vs {n}") for n in ("all_trainable", "frozen_te")))
+
+
+@claim("p01-9.3-lora-above-fusion-only", "post01", "Fig. 9.3", reads=(F93,),
+       quote="LoRA plateaus ~0.1–0.8 per-sample units above fusion-only.",
+       statement="end per-sample loss of every LoRA rank > fusion_only's (rows: recipe, end_loss)")
+def lora_above_fusion_only(r: Results) -> Outcome:
+    fo = r.cell(F93, "end_loss", recipe="fusion_only")
+    return every(*(cmp(r.cell(F93, "end_loss", recipe=LORA[k]), ">", fo, f"r={k} vs fusion_only") for k in RANKS))
+
+
+@claim("p01-9.3-full-recipes-alike", "post01", "Fig. 9.3", reads=(F93,),
+       quote="The all-trainable and frozen-TE curves are nearly indistinguishable.",
+       statement="|end loss(all_trainable) − end loss(frozen_te)| < 5 % of frozen_te's (rows: recipe, end_loss)")
+def full_recipes_alike(r: Results) -> Outcome:
+    a, f = r.cell(F93, "end_loss", recipe="all_trainable"), r.cell(F93, "end_loss", recipe="frozen_te")
+    return cmp(abs(a - f), "<", 0.05 * f, "|all_trainable − frozen_te| vs 5 % of frozen_te")
 
 
 def add_args(ap):
@@ -76,36 +233,12 @@ def main(argv=None) -> dict:
     base_params = sum(p.numel() for p in recipes.load_model("base", args.scale).parameters())
     for r in rows92:
         r["trainable_pct"] = 100.0 * r["trainable_params"] / base_params
-    s92 = {r["recipe"]: r for r in rows92}
-    lora_iou = [s92[LORA[k]]["watch_iou"] for k in RANKS]
-    full_neg = max(s92["all_trainable"]["neg_correct"], s92["frozen_te"]["neg_correct"])
-    v92 = [
-        section.verdict("LoRA watch IoU rises with rank (Spearman ρ > 0)",
-                        None if rho(RANKS, lora_iou) is None else rho(RANKS, lora_iou) > 0,
-                        "IoU r=8..48: " + ", ".join(f"{x:.3f}" for x in lora_iou), "0.76 → 0.82 → 0.84 → 0.87"),
-        section.verdict("r=48 matches fusion-only IoU (|Δ| ≤ 0.02)",
-                        abs(s92[LORA[48]]["watch_iou"] - s92["fusion_only"]["watch_iou"]) <= 0.02,
-                        f"r=48 {s92[LORA[48]]['watch_iou']:.3f} vs fusion-only {s92['fusion_only']['watch_iou']:.3f}", "0.87 vs 0.87"),
-        section.verdict("full recipes beat LoRA r=48 in-domain",
-                        min(s92['all_trainable']['watch_iou'], s92['frozen_te']['watch_iou']) > s92[LORA[48]]['watch_iou'],
-                        f"all-trainable {s92['all_trainable']['watch_iou']:.3f}, frozen-TE {s92['frozen_te']['watch_iou']:.3f}, "
-                        f"r=48 {s92[LORA[48]]['watch_iou']:.3f}", "0.92 / 0.92 vs 0.87"),
-        section.verdict("refusal collapses under every fine-tune (neg_correct < base − 0.5)",
-                        all(s92[n]["neg_correct"] < s92["base"]["neg_correct"] - 0.5 for n in names[1:]),
-                        f"base {s92['base']['neg_correct']:.3f}; fine-tunes " +
-                        ", ".join(f"{n} {s92[n]['neg_correct']:.3f}" for n in names[1:]), "95.8 % → 2.2–11.8 %"),
-        section.verdict("LoRA refuses better than the full recipes (every rank's neg_correct > both full)",
-                        all(s92[LORA[k]]["neg_correct"] > full_neg for k in RANKS),
-                        f"max full {full_neg:.3f}; LoRA " + ", ".join(f"r={k} {s92[LORA[k]]['neg_correct']:.3f}" for k in RANKS),
-                        "7.9–11.8 % vs 2.2 / 3.2 %"),
-    ]
     section.emit(args, "9.2", rows92, t0=t0, config={"recipes": names, "scale": args.scale},
-                 script="post01/lora_ranks.py", title="Table 9.2 — watch IoU vs trainable params, seven recipes",
-                 published=PUB_92, verdicts=v92, figure=figure,
+                 title="Table 9.2 — watch IoU vs trainable params, seven recipes", published=PUB_92, figure=figure,
                  extra={"base_params": base_params, "notes": "cgF1 / pmF1 / neg_correct stored as fractions (post prints ×100). "
-                        "Trainable params of the tiny model (6.8 M) are not comparable to SAM3's 840 M; not mapped."},
-                 md_keys=["row", "trainable_params", "trainable_pct", "watch_iou", "lvis_miou", "cgF1", "pmF1", "neg_correct"],
-                 claim_ids=("p01-9.2-lora-rank-iou", "p01-9.2-r48-matches-fusion-only", "p01-9.4-lora-protects-refusal"))
+                        f"Trainable params of the {args.scale} model ({base_params / 1e6:.1f} M) are not comparable to SAM3's "
+                        f"{published.value('post01', '9.2', ROW_92['all_trainable'], 'Trainable')['printed']}; not mapped."},
+                 md_keys=["row", "trainable_params", "trainable_pct", "watch_iou", "lvis_miou", "cgF1", "pmF1", "neg_correct"])
 
     # ---------------------------------------------------------------- Table 9.4
     rows94 = []
@@ -117,36 +250,15 @@ def main(argv=None) -> dict:
         if row["rank"] is not None:
             row = {"row": str(row["rank"]), **row}
         rows94.append(row)
-    s94 = {r["recipe"]: r for r in rows94}
-    neg = [s94[LORA[k]]["neg_correct"] for k in RANKS]
-    ratio = [s94[LORA[k]]["fusion5_norm_ratio"] for k in RANKS]
-    r_ratio_neg = rho(ratio, neg)
-    v94 = [
-        section.verdict("lower rank is worse on negatives (mean neg_correct r32/r48 > r8/r16)",
-                        (neg[2] + neg[3]) / 2 > (neg[0] + neg[1]) / 2, "neg_correct r=8..48: " + ", ".join(f"{x:.3f}" for x in neg),
-                        "8.5, 7.9, 11.8, 11.8 %"),
-        section.verdict("lower rank protects LVIS positives (LVIS mIoU r=8 ≥ r=48)",
-                        s94[LORA[8]]["lvis_miou"] >= s94[LORA[48]]["lvis_miou"],
-                        f"r=8 {s94[LORA[8]]['lvis_miou']:.3f}, r=48 {s94[LORA[48]]['lvis_miou']:.3f}", "0.554 vs 0.532"),
-        section.verdict("LoRA inflates fusion[5]'s norm (ratio > 1 at every rank)", all(x > 1 for x in ratio),
-                        "ratio r=8..48: " + ", ".join(f"{x:.3f}" for x in ratio), "1.135 (r=16), 1.110, 1.093"),
-        section.verdict("norm inflation traces neg_correct in reverse (Spearman ρ(ratio, neg_correct) < 0 over ranks)",
-                        None if r_ratio_neg is None else r_ratio_neg < 0, f"ρ = {r_ratio_neg}",
-                        "r=16 highest ratio & worst neg_correct"),
-        section.verdict("full recipes hardly inflate fusion[5] (their ratio < every LoRA rank's)",
-                        max(s94[n]["fusion5_norm_ratio"] for n in ("all_trainable", "frozen_te")) < min(ratio),
-                        ", ".join(f"{n} {s94[n]['fusion5_norm_ratio']:.3f}" for n in FULL), "~1.01 vs 1.09–1.14"),
-    ]
     section.emit(args, "9.4", rows94, t0=t0, config={"recipes": names, "scale": args.scale, "probe_layer": 5},
-                 script="post01/lora_ranks.py", title="Table 9.4 — two-axis OOD trade-off across LoRA ranks (+ fusion[5] norm inflation)",
-                 published=PUB_94, verdicts=v94, figure=figure,
+                 title="Table 9.4 — two-axis OOD trade-off across LoRA ranks (+ fusion[5] norm inflation)",
+                 published=PUB_94, figure=figure,
                  extra={"probe": {k: v for k, v in norm["base"].items() if k != "mean_norm"}, "base_fusion5_mean_norm": base_norm,
                         "published_in_text": TEXT_94,
                         "notes": ("fusion5_norm_ratio = mean L2 norm of detr_encoder.layers.5's output image tokens (the HF "
                                   "fusion residual stream is the image tokens, conditioned on the prompt by cross-attention) "
                                   "over the watch-test positive pairs, fine-tune ÷ base.")},
-                 md_keys=["row", "recipe", "watch_iou", "lvis_miou", "neg_correct", "fusion5_norm_ratio"],
-                 claim_ids=("p01-9.4-lower-rank-worse-neg", "p01-9.4-lower-rank-lvis"))
+                 md_keys=["row", "recipe", "watch_iou", "lvis_miou", "neg_correct", "fusion5_norm_ratio"])
 
     # ---------------------------------------------------------------- Fig 9.3
     trained = [*FULL, *LORA.values()]
@@ -158,29 +270,13 @@ def main(argv=None) -> dict:
         rows93.append({"recipe": n, "per_device_images": per_device, "grad_accum": rec.grad_accum,
                        "sqrt_bs": per_device ** 0.5, "steps": run.summary["steps"],
                        "end_loss_scaled": curves.end_loss(run.log, "loss_scaled"), "end_loss": curves.end_loss(run.log)})
-    e = {r["recipe"]: r["end_loss"] for r in rows93}
-    lora_loss = [e[LORA[k]] for k in RANKS]
-    v93 = [
-        section.verdict("after √bs correction the LoRA curves stack monotonically by rank (r=8 highest)",
-                        all(lora_loss[i] > lora_loss[i + 1] for i in range(3)),
-                        "end loss r=8..48: " + ", ".join(f"{x:.3f}" for x in lora_loss), "5.02 … 4.37"),
-        section.verdict("fusion-only plateaus above the full recipes", e["fusion_only"] > max(e["all_trainable"], e["frozen_te"]),
-                        f"fusion-only {e['fusion_only']:.3f}, all-trainable {e['all_trainable']:.3f}, frozen-TE {e['frozen_te']:.3f}",
-                        "4.26 vs 3.21"),
-        section.verdict("LoRA plateaus above fusion-only (every rank)", min(lora_loss) > e["fusion_only"],
-                        f"min LoRA {min(lora_loss):.3f} vs fusion-only {e['fusion_only']:.3f}", "4.37–5.02 vs 4.26"),
-        section.verdict("all-trainable ≈ frozen-TE (|Δ end loss| < 5 %)",
-                        abs(e["all_trainable"] - e["frozen_te"]) < 0.05 * e["frozen_te"],
-                        f"{e['all_trainable']:.3f} vs {e['frozen_te']:.3f}", "both ≈ 3.21"),
-    ]
     extra93 = {"curves": {n: {"per_sample": curves.curve(runs[n][0].log, "loss_per_sample"),
                               "scaled": curves.curve(runs[n][0].log, "loss_scaled")} for n in trained},
                "published_in_text": TEXT_93,
                "notes": ("loss_scaled = per-sample loss × √(per-device images), as SAM3's trainer reports it; "
                          "full recipes: 1 image/device × 4-step accumulation (×1); LoRA: 4 images/device (×2).")}
     section.emit(args, "fig-9.3", rows93, t0=t0, config={"recipes": trained, "scale": args.scale},
-                 script="post01/lora_ranks.py", title="Fig 9.3 — per-sample loss curves, seven recipes (end losses)",
-                 verdicts=v93, extra=extra93, figure=figure,
+                 title="Fig 9.3 — per-sample loss curves, seven recipes (end losses)", extra=extra93, figure=figure,
                  md_keys=["recipe", "per_device_images", "grad_accum", "sqrt_bs", "steps", "end_loss_scaled", "end_loss"])
     print(f"tables 9.2/9.4, fig 9.3 [{args.scale}] ({time.time() - t0:.0f} s): "
           + "; ".join(f"{r['recipe']} IoU {r['watch_iou']:.3f} neg {r['neg_correct']:.3f}" for r in rows92))
@@ -198,12 +294,7 @@ def figure(result: dict):
 
 
 def _pub(table: str, row, column: str):
-    from common import published as pub
-
-    try:
-        return pub.value("post01", table, str(row), column)["value"]
-    except KeyError:
-        return None
+    return published.get("post01", table, row, column)
 
 
 def _fig_92(result: dict):

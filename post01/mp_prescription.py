@@ -15,7 +15,8 @@ from __future__ import annotations
 import statistics
 import time
 
-from common import cli, evaluate, lora, mprank, recipes, report, section
+from common import cli, evaluate, lora, mprank, published, recipes, report, section
+from common.claims import LEARNED, Outcome, Results, iou_of, claim, cmp, every
 from common.model import count_params, original_name
 
 PATTERN_ROWS = {"vision_proj": "vision_trunk vision_proj", "vision_qkv": "vision_trunk vision_qkv",
@@ -27,7 +28,6 @@ PUB_912 = report.columns("post01", "9.12", {
     "alpha_min": "α (4× formula) (min)", "alpha_max": "α (4× formula) (max)", "alpha_over_r": "α/r",
     "alpha_over_r_min": "α/r (min)", "alpha_over_r_max": "α/r (max)"})
 BOOSTS = (4, 2)
-LEARNED = 0.05  # minimum watch-IoU gain over base for an IoU ordering to mean anything
 #: Table 9.13's recipes: our key → (registered recipe or None for base / the prescription runs, published row label).
 TABLE_913 = {
     "base": (None, "base SAM3 (no fine-tune)"),
@@ -40,6 +40,45 @@ TABLE_913 = {
     "all_trainable": ("all_trainable", "all-trainable full FT"),
 }
 PUB_913 = report.columns("post01", "9.13", {"pct_of_base": "% of base", "watch_iou": "watch IoU"})
+T913 = "post01/table-9.13"
+
+
+# ----------------------------------------------------------------------------- claims
+# p01-6-fusion-only-gap reads results/recipes.json and cites Table 9.13 (judged by `make compare`); the others are
+# judged when table-9.13 is written.
+@claim("p01-6-fusion-only-gap", "post01", "§6", table="9.13", needs=LEARNED, reads=("recipes",),
+       quote="Most of the in-domain capacity of a vision-language fine-tune lives in the cross-attention fusion stack, not in the encoders or the decoder.",
+       statement="fusion_only recovers ≥ 80 % of the base→frozen_te watch-IoU gap (post: 92.5 %)")
+def _(r: Results) -> Outcome:
+    b = iou_of(r, "base")
+    return cmp((iou_of(r, "fusion_only") - b) / (iou_of(r, "frozen_te") - b), ">=", 0.8, "gap share")
+
+
+@claim("p01-9.13-mp-lora-beats-ft", "post01", "Table 9.13", table="9.13", needs=LEARNED, reads=("post01/table-9.13",),
+       quote="The MP-rank LoRA at 4× α beats the frozen-TE full fine-tune: 0.9232 vs 0.9215.",
+       statement="watch IoU: full_lora_mp_4x ≥ frozen_te (rows: recipe, watch_iou)")
+def _(r: Results) -> Outcome:
+    t = "post01/table-9.13"
+    return cmp(r.cell(t, "watch_iou", recipe="full_lora_mp_4x"), ">=", r.cell(t, "watch_iou", recipe="frozen_te"), "MP-LoRA 4× vs frozen-TE")
+
+
+@claim("p01-9.13-alpha-lever", "post01", "Table 9.13", table="9.13", needs=LEARNED, reads=("post01/table-9.13",),
+       quote="The +0.012 IoU between the two is pure α — the rank prescription is identical.",
+       statement="watch IoU: full_lora_mp_4x > full_lora_mp_2x, with a trainable count < 5 % of frozen_te's (key trainable)")
+def _(r: Results) -> Outcome:
+    t = "post01/table-9.13"
+    return every(cmp(r.cell(t, "watch_iou", recipe="full_lora_mp_4x"), ">", r.cell(t, "watch_iou", recipe="full_lora_mp_2x"), "4× vs 2× α"),
+                 cmp(r.cell(t, "trainable", recipe="full_lora_mp_4x"), "<", 0.05 * r.cell(t, "trainable", recipe="frozen_te"), "trainable vs 5 % of frozen-TE"))
+
+
+@claim("p01-9.13-full-model-beats-fusion-stack", "post01", "Table 9.13", table="9.13", needs=LEARNED, reads=(T913,),
+       quote="The outstanding question is whether the same diagnostic-driven recipe scales beyond the fusion stack",
+       statement="watch IoU: full_lora_mp_4x > each fusion-stack recipe of Table 9.13 (lora_r48_std, lora_r8_a128, "
+                 "fusion_only) (rows: recipe, watch_iou)")
+def full_model_beats_fusion_stack(r: Results) -> Outcome:
+    mp4 = r.cell(T913, "watch_iou", recipe="full_lora_mp_4x")
+    return every(*(cmp(mp4, ">", r.cell(T913, "watch_iou", recipe=k), f"MP-LoRA 4× vs {k}")
+                   for k in ("lora_r48_std", "lora_r8_a128", "fusion_only")))
 
 
 def pattern_rows(ranks: dict[str, int], boost: float) -> list[dict]:
@@ -94,15 +133,19 @@ def main(argv=None) -> dict:
         "alpha_rule": "alpha = boost * max(4 r, ceil(22 sqrt r)), boost 4 (2x variant: boost 2); rank-0 tensors skipped",
         "patterns": "HF q/k/v_proj counted separately (LoRA targets are HF Linear modules); the post counts Meta's fused qkv/in_proj",
     }
+    mp4_label = TABLE_913["full_lora_mp_4x"][1]
+    post_params = published.value("post01", "9.13", mp4_label, "trainable")["printed"]
+    post_pct = published.value("post01", "9.13", mp4_label, "% of base")["printed"]
     notes_912 = (f"Prescription read at frozen_te step {presc['step']} of {presc['total_steps']} (median MP-rank settled; the post's "
                  f"step 1200 ≈ our step {presc['step_1200']}). {len(ranks) - len(zero)} of {len(ranks)} tensors adapted, {len(zero)} "
                  f"skipped at MP-rank 0; LoRA parameters {lora_params:,} = {100 * lora_params / n_base:.2f} % of the "
-                 f"{n_base:,}-parameter base (post: 12.5 M = 1.5 %, 250 of 259 adapted). α columns use the 4× rule.")
+                 f"{n_base:,}-parameter base (post: {post_params} = {post_pct}; every LoRA-able tensor adapted but the few "
+                 "at MP-rank 0). α columns use the 4× rule.")
     section.emit(args, "9.12", rows_912, t0=t0, config={"recipe": "frozen_te", "scale": args.scale, "boosts": BOOSTS},
                 published=PUB_912, extra=extra_912, title="Table 9.12 — heterogeneous per-tensor MP-rank prescription",
                 notes=notes_912, md_keys=["row", "pattern", "n_tensors", "n_adapted", "rank_min", "rank_max", "rank_median",
                                           "alpha_min", "alpha_max", "alpha_over_r", "alpha_over_r_min", "alpha_over_r_max"],
-                figure=figure, script="post01/mp_prescription.py")
+                figure=figure)
 
     # ---- Table 9.13: train the full-model LoRA from the prescription, compare with the other recipes
     rows_913 = []
@@ -116,28 +159,13 @@ def main(argv=None) -> dict:
             trainable = int(run.summary["trainable_params"])
         rows_913.append({"row": label, "recipe": key, "trainable": trainable, "pct_of_base": 100 * trainable / n_base,
                          "watch_iou": iou})
-    iou = {r["recipe"]: r["watch_iou"] for r in rows_913}
-    learned = max(v for k, v in iou.items() if k != "base") - iou["base"] >= LEARNED
-    verdicts_913 = [
-        section.verdict(f"the fine-tunes learned the watch task (best IoU − base IoU ≥ {LEARNED})", learned,
-                        f"best {max(v for k, v in iou.items() if k != 'base'):.4f} vs base {iou['base']:.4f}" + ("" if learned else
-                        "; no recipe learned the task at this scale, so the IoU orderings below are noise"), "0.227 → 0.87–0.92"),
-        section.verdict("full-model MP-rank LoRA (4× α) ≥ frozen-TE full FT", iou["full_lora_mp_4x"] >= iou["frozen_te"],
-                        f"{iou['full_lora_mp_4x']:.4f} vs {iou['frozen_te']:.4f}", "0.9232 vs 0.9215"),
-        section.verdict("4× α > 2× α at the same prescription", iou["full_lora_mp_4x"] > iou["full_lora_mp_2x"],
-                        f"{iou['full_lora_mp_4x']:.4f} vs {iou['full_lora_mp_2x']:.4f}", "0.9232 vs 0.9115"),
-        section.verdict("full-model MP-rank LoRA beats fusion-stack LoRA and fusion_only",
-                        iou["full_lora_mp_4x"] > max(iou["lora_r48_std"], iou["lora_r8_a128"], iou["fusion_only"]),
-                        f"{iou['full_lora_mp_4x']:.4f} vs max {max(iou['lora_r48_std'], iou['lora_r8_a128'], iou['fusion_only']):.4f}",
-                        "0.9232 vs ≤ 0.885"),
-    ]
-    extra_913 = {"base_params": n_base, "prescription_step": presc["step"], "learned_task": learned,
+    extra_913 = {"base_params": n_base, "prescription_step": presc["step"],
                  "note": "trainable = the run's trainable tensors (adapters for LoRA); % of base = trainable / base params. "
-                         "The post's counts are SAM3's (840 M); ours are the tiny model's, so compare % of base and IoU order."}
+                         f"The post's counts are SAM3's ({published.value('post01', '9.13', TABLE_913['all_trainable'][1], 'trainable')['printed']}); "
+                         "ours are the tiny model's, so compare % of base and IoU order."}
     section.emit(args, "9.13", rows_913, t0=t0, config={"scale": args.scale, "recipes": {k: v[0] for k, v in TABLE_913.items()}},
-                published=PUB_913, extra=extra_913, verdicts=verdicts_913, title="Table 9.13 — watch IoU vs trainable parameters",
-                notes=extra_913["note"], md_keys=["row", "recipe", "trainable", "pct_of_base", "watch_iou"], figure=figure,
-                script="post01/mp_prescription.py", claim_ids=("p01-9.13-mp-lora-beats-ft", "p01-9.13-alpha-lever"))
+                published=PUB_913, extra=extra_913, title="Table 9.13 — watch IoU vs trainable parameters",
+                notes=extra_913["note"], md_keys=["row", "recipe", "trainable", "pct_of_base", "watch_iou"], figure=figure)
     print(f"table 9.12 [{args.scale}]: step {presc['step']}, " + "; ".join(
         f"{r['pattern']} {r.get('rank_min')}–{r.get('rank_max')} (med {r.get('rank_median')})" for r in rows_912))
     print(f"table 9.13 [{args.scale}]: " + "; ".join(f"{r['recipe']} {r['watch_iou']:.3f} ({r['pct_of_base']:.2f} %)" for r in rows_913))
@@ -149,8 +177,6 @@ def figure(result: dict):
     fig-9.13: watch IoU vs % of base trainable (ours filled, published hollow)."""
     import matplotlib.pyplot as plt
 
-    from common import published as pub
-
     if result["table"] == "table-9.12":
         fig, ax = plt.subplots(figsize=(8, 4))
         pats = [r["pattern"] for r in result["rows"]]
@@ -160,13 +186,11 @@ def figure(result: dict):
                        label=f"ours ({result['scale']}), per tensor" if i == 0 else None)
             label = PATTERN_ROWS.get(pat)
             if label:
-                try:
-                    p = {c: pub.value("post01", "9.12", label, f"rank ({c})")["value"] for c in ("min", "median", "max")}
+                p = {c: published.get("post01", "9.12", label, f"rank ({c})") for c in ("min", "median", "max")}
+                if None not in p.values():
                     ax.errorbar([i + 0.15], [p["median"]], yerr=[[p["median"] - p["min"]], [p["max"] - p["median"]]], fmt="o",
                                 mfc="none", capsize=4, color=report.PALETTE["published"],
                                 label="published (SAM3) median, min–max" if i == 0 else None)
-                except KeyError:
-                    pass
         ax.set_xticks(range(len(pats)), pats, rotation=20, fontsize=8)
         ax.set_ylabel("prescribed rank (MP-rank)")
         ax.set_title(f"Table 9.12 — MP-rank prescription at frozen_te step {result.get('prescription_step')}")
@@ -177,12 +201,9 @@ def figure(result: dict):
         x = max(r["pct_of_base"], 1e-3)
         ax.scatter([x], [r["watch_iou"]], color=report.PALETTE["ours"])
         ax.annotate(r["recipe"], (x, r["watch_iou"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
-        try:
-            px = max(pub.value("post01", "9.13", r["row"], "% of base")["value"], 1e-3)
-            py = pub.value("post01", "9.13", r["row"], "watch IoU")["value"]
-            ax.scatter([px], [py], facecolor="none", edgecolor=report.PALETTE["published"])
-        except KeyError:
-            pass
+        px, py = (published.get("post01", "9.13", r["row"], c) for c in ("% of base", "watch IoU"))
+        if px is not None and py is not None:
+            ax.scatter([max(px, 1e-3)], [py], facecolor="none", edgecolor=report.PALETTE["published"])
     ax.scatter([], [], color=report.PALETTE["ours"], label=f"ours ({result['scale']})")
     ax.scatter([], [], facecolor="none", edgecolor=report.PALETTE["published"], label="published (SAM3)")
     ax.set_xscale("log")

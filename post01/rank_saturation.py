@@ -18,7 +18,8 @@ import statistics
 import time
 from collections import Counter
 
-from common import cli, lora, recipes, report, section, spectral
+from common import cli, lora, published, recipes, report, section, spectral
+from common.claims import NotYetRun, Outcome, Results, claim, cmp, every
 from common.model import original_name
 
 RANKS = recipes.LORA_RANKS
@@ -31,6 +32,61 @@ PUB_96 = report.columns("post01", "9.6", {"tail_ratio": "σr / σ1", "mp_fractio
                                           "reff_fraction": ("reff / r", 100)})
 #: The post's Table 9.6 verdict column (text, not a number).
 PUBLISHED_VERDICT = {8: "borderline rank-limited", 16: "borderline", 32: "not rank-limited", 48: "not rank-limited"}
+T96 = "post01/table-9.6"
+
+
+# ----------------------------------------------------------------------------- claims (judged when table-9.6 is written)
+@claim("p01-9.6-spare-capacity", "post01", "Table 9.6", table="9.6", reads=("post01/table-9.6",),
+       quote="r=32 and r=48 have huge spare capacity",
+       statement="fraction of the rank budget above the MP edge and r_eff/r both fall from r=8 to r=48 (rows: rank, mp_fraction, reff_fraction)")
+def _(r: Results) -> Outcome:
+    t = "post01/table-9.6"
+    return every(cmp(r.cell(t, "mp_fraction", rank=8), ">", r.cell(t, "mp_fraction", rank=48), "MP fraction r8 vs r48"),
+                 cmp(r.cell(t, "reff_fraction", rank=8), ">", r.cell(t, "reff_fraction", rank=48), "reff/r r8 vs r48"))
+
+
+def _falls_with_rank(r: Results, key: str) -> Outcome:
+    col = r.column(T96, key, by="rank")
+    ks = sorted(col, key=float)
+    if len(ks) < 2:
+        raise NotYetRun(f"{T96}.json has fewer than two ranks with {key!r}")
+    return every(*(cmp(col[a], ">", col[b], f"{key} r={a} vs r={b}") for a, b in zip(ks, ks[1:])))
+
+
+@claim("p01-9.6-reff-falls", "post01", "Table 9.6", table="9.6", reads=(T96,),
+       quote="Reading: r=8 and r=16 are still rank-constrained",
+       statement="r_eff / r falls strictly with rank, r=8 > 16 > 32 > 48 (rows: rank, reff_fraction)")
+def reff_falls(r: Results) -> Outcome:
+    return _falls_with_rank(r, "reff_fraction")
+
+
+@claim("p01-9.6-tail-ratio-falls", "post01", "Table 9.6", table="9.6", reads=(T96,),
+       quote="Reading: r=8 and r=16 are still rank-constrained",
+       statement="σ_r / σ_1 falls strictly with rank, r=8 > 16 > 32 > 48 (rows: rank, tail_ratio)")
+def tail_ratio_falls(r: Results) -> Outcome:
+    return _falls_with_rank(r, "tail_ratio")
+
+
+@claim("p01-9.6-r32-r48-not-rank-limited", "post01", "Table 9.6", table="9.6", reads=(T96,),
+       quote="r=32 / r=48 are not rank-saturated under standard scaling",
+       statement="Table 9.5's rule on the averaged diagnostics reads 'not rank-limited' at r=32 and at r=48 (rows: rank, verdict)")
+def r32_r48_not_rank_limited(r: Results) -> Outcome:
+    out = []
+    for k in (32, 48):
+        v = r.row(T96, rank=k).get("verdict")
+        if v is None:
+            raise NotYetRun(f"{T96}.json row rank={k} has no 'verdict'")
+        out.append((v == "not rank-limited", f"r={k}: {v}"))
+    return every(*out)
+
+
+@claim("p01-9.6-r48-mostly-noise", "post01", "Table 9.6", table="9.6", reads=(T96,),
+       quote="37 of r=48’s 48 singular directions are at noise",
+       statement="at r=48 fewer than half of the rank budget's directions lie above the MP edge (rows: rank, mp_fraction, "
+                 "mean_signal_directions)")
+def r48_mostly_noise(r: Results) -> Outcome:
+    ok, detail = cmp(r.cell(T96, "mp_fraction", rank=48), "<", 0.5, "share of r=48's directions above σ₊")
+    return ok, f"{detail} ({r.cell(T96, 'mean_signal_directions', rank=48):.1f} of 48 on average)"
 
 
 def rule(tail: float, mp: float, reff: float) -> str:
@@ -61,7 +117,7 @@ def main(argv=None) -> dict:
 
     rows95 = [{"row": label, "diagnostic": k, "rank_limited_if": thr, "unit": "ratio" if k == "tail_ratio" else "%"}
               for k, (label, thr) in ROWS_95.items()]
-    section.emit(args, "9.5", rows95, t0=t0, config={"thresholds": TH}, script="post01/rank_saturation.py",
+    section.emit(args, "9.5", rows95, t0=t0, config={"thresholds": TH},
                  title="Table 9.5 — rank-saturation diagnostic thresholds (the rule this project applies)",
                  published=PUB_95, md_keys=["row", "diagnostic", "rank_limited_if", "unit"],
                  notes="Verdict rule: all three above threshold → rank-limited; all three below → not rank-limited "
@@ -79,33 +135,16 @@ def main(argv=None) -> dict:
                        "verdict": rule(tail, mp, reff),
                        "per_tensor_verdicts": dict(Counter(p["verdict"] for p in pts)),
                        "published_verdict": PUBLISHED_VERDICT[r]})
-    by = {x["rank"]: x for x in rows96}
-    v96 = [
-        section.verdict("share above the MP edge falls with rank (r=8 > r=48)", by[8]["mp_fraction"] > by[48]["mp_fraction"],
-                        "r=8..48: " + ", ".join(f"{by[k]['mp_fraction']:.0%}" for k in RANKS), "51 → 36 → 25 → 19 %"),
-        section.verdict("r_eff/r falls with rank (monotone)", all(by[a]["reff_fraction"] > by[b]["reff_fraction"]
-                                                                  for a, b in zip(RANKS, RANKS[1:])),
-                        "r=8..48: " + ", ".join(f"{by[k]['reff_fraction']:.0%}" for k in RANKS), "30 → 22 → 17 → 15 %"),
-        section.verdict("σ_r/σ_1 falls with rank (monotone)", all(by[a]["tail_ratio"] > by[b]["tail_ratio"]
-                                                                 for a, b in zip(RANKS, RANKS[1:])),
-                        "r=8..48: " + ", ".join(f"{by[k]['tail_ratio']:.3f}" for k in RANKS), "0.065 → 0.039 → 0.023 → 0.016"),
-        section.verdict("r=32 and r=48 are not rank-limited (rule on the averages)",
-                        all(by[k]["verdict"] == "not rank-limited" for k in (32, 48)),
-                        f"r=32: {by[32]['verdict']}, r=48: {by[48]['verdict']}", "not rank-limited ×2"),
-        section.verdict("r=48 leaves most of its budget at noise (< 50 % of directions above σ₊)", by[48]["mp_fraction"] < 0.5,
-                        f"{by[48]['mean_signal_directions']:.1f} of 48 directions above σ₊", "≈ 9 of 48 (37 at noise)"),
-    ]
+    r8 = ", ".join(published.value("post01", "9.6", "8", col)["printed"] for col in ("σr / σ1", "|{σi > σ+}| / r", "reff / r"))
     notes = ("Averages over the F[0..4] LoRA tensors (HF: q/k/v split, so 8 per layer). The post labels r=8 "
-             "'borderline rank-limited' although its three values (0.065, 51 %, 30 %) are all below the Table 9.5 "
+             f"'{PUBLISHED_VERDICT[8]}' although its three values ({r8}) are all below the Table 9.5 "
              "thresholds; our `verdict` applies the stated rule literally, `published_verdict` is the post's label.")
     section.emit(args, "9.6", rows96, t0=t0, config={"recipes": names, "scale": args.scale, "mp_variant": "fro (a)",
                                                      "reff": "exp(H(σ²/Σσ²))"},
-                 script="post01/rank_saturation.py", title="Table 9.6 — rank-saturation diagnostics per LoRA rank",
-                 published=PUB_96, verdicts=v96, figure=figure, notes=notes,
+                 title="Table 9.6 — rank-saturation diagnostics per LoRA rank", published=PUB_96, figure=figure, notes=notes,
                  extra={"per_tensor": {str(r): v for r, v in per_tensor.items()}},
                  md_keys=["row", "n_tensors", "tail_ratio", "mp_fraction", "reff_fraction", "mean_signal_directions",
-                          "verdict", "published_verdict"],
-                 claim_ids=("p01-9.6-spare-capacity",))
+                          "verdict", "published_verdict"])
     print(f"table 9.6 [{args.scale}]: " + "; ".join(
         f"r={x['rank']} tail {x['tail_ratio']:.3f} mp {x['mp_fraction']:.0%} reff {x['reff_fraction']:.0%} {x['verdict']}" for x in rows96))
     return {"rows": rows96}
@@ -114,8 +153,6 @@ def main(argv=None) -> dict:
 def figure(result: dict):
     """The three diagnostics vs rank: ours (per-tensor dots + mean) beside the published means and the thresholds."""
     import matplotlib.pyplot as plt
-
-    from common import published as pub
 
     if result["table"] != "table-9.6":
         return None
@@ -129,12 +166,7 @@ def figure(result: dict):
             vals = [p[per_key[k]] * f for p in result["per_tensor"][str(r)]]
             ax.scatter([r] * len(vals), vals, s=8, alpha=0.35, color=report.PALETTE["ours"])
         ax.plot(ranks, [x[k] * f for x in result["rows"]], "o-", color=report.PALETTE["ours"], label=f"ours ({result['scale']}), mean")
-        pv = []
-        for r in ranks:
-            try:
-                pv.append(pub.value("post01", "9.6", str(r), col)["value"])
-            except KeyError:
-                pv.append(None)
+        pv = [published.get("post01", "9.6", r, col) for r in ranks]
         report.mark_published(ax, ranks, pv, label="published (SAM3)")
         ax.axhline(thr, color="grey", ls="--", lw=0.8, label="rank-limited if above")
         ax.set_xticks(ranks)

@@ -15,16 +15,49 @@ from __future__ import annotations
 
 import statistics
 import time
+from typing import Any
 
-from common import cli, mprank, report, section
+from common import cli, mprank, published, report, section
+from common.claims import NotYetRun, Outcome, Results, claim, cmp, every, within
 from common.recipes import POST01_TRAJECTORY_STEPS, run_dir, run_steps, saved_steps
 from common.train import read_log
 
 RECIPE = "frozen_te"
 POST_TOTAL = POST01_TRAJECTORY_STEPS[-1]  # 15,939 = end of epoch 3
-LABELS = {5313: "end ep 1", 10626: "end ep 2", 15939: "end ep 3"}
+#: grad-step → the post's row label of the epoch ends ("end ep 1" …), as data/published gives them
+LABELS = {int(v["value"]): v["row"] for v in published.lookup("post01", "9.17", column="grad-step")}
 PUBLISHED = report.columns("post01", "9.17", {"mp_rank": "MP-rank (signal)", "e90": "e90 (signal + noise)",
                                                 "train_loss": "train loss"})
+
+
+# ----------------------------------------------------------------------------- claims (judged when table-9.17 is written)
+def _mp_at_quarter_epoch(r: Results) -> tuple[dict[str, Any], dict[str, Any]]:
+    rows = sorted((x for x in r.rows("post01/table-9.17") if x.get("step") is not None), key=lambda x: x["step"])
+    ep1 = [x for x in rows if str(x.get("label", "")).strip() == "end ep 1"]
+    if not ep1:
+        raise NotYetRun("post01/table-9.17.json has no row labelled 'end ep 1'")
+    end_ep1 = published.get("post01", "9.17", "end ep 1", "grad-step")  # the post's grad-step at the end of epoch 1
+    if end_ep1 is None:
+        raise NotYetRun("data/published post01 Table 9.17 has no grad-step for 'end ep 1'")
+    target = ep1[0]["step"] * 1200 / end_ep1
+    early = min(rows, key=lambda x: abs(x["step"] - target))
+    return early, rows[-1]
+
+
+@claim("p01-9.17-mp-converges", "post01", "Table 9.17", table="9.17", reads=("post01/table-9.17",),
+       quote="MP-rank stabilises by step ~1200— less than 25 % of one epoch — and stays at median 16 through another three full epochs.",
+       statement="median MP-rank at the step nearest 22.6 % of epoch 1 (the post's step 1200) equals the final MP-rank within ±1 (rows: step, label, mp_rank, e90)")
+def _(r: Results) -> Outcome:
+    early, last = _mp_at_quarter_epoch(r)
+    return within(early["mp_rank"], last["mp_rank"], 1, f"MP-rank step {early['step']} vs end")
+
+
+@claim("p01-9.17-e90-noise", "post01", "Table 9.17", table="9.17", reads=("post01/table-9.17",),
+       quote="Operationally: do not use e90 to size your LoRA. Do use MP-rank. The two diverge by 7× at convergence on this task.",
+       statement="at the end, e90 ≥ 2 × MP-rank, and e90 grows after the MP-rank has settled")
+def _(r: Results) -> Outcome:
+    early, last = _mp_at_quarter_epoch(r)
+    return every(cmp(last["e90"], ">=", 2 * last["mp_rank"], "e90 vs 2×MP-rank at end"), cmp(last["e90"], ">", early["e90"], "e90 end vs early"))
 
 
 def post_row(post_step: int) -> str:
@@ -63,8 +96,7 @@ def main(argv=None) -> dict:
 
     medians = {r["step"]: r["mp_rank"] for r in rows}
     settle = mprank.settle_step(medians, tol=1)
-    from common import published as pub
-    pub_mp = {v["row"]: v["value"] for v in pub.lookup("post01", "9.17", column="MP-rank (signal)")}
+    pub_mp = {v["row"]: v["value"] for v in published.lookup("post01", "9.17", column="MP-rank (signal)")}
     pub_settle = mprank.settle_step({s: pub_mp[post_row(s)] for s in POST01_TRAJECTORY_STEPS if post_row(s) in pub_mp})
     settle_info = {
         "rule": "first saved step from which the median MP-rank stays within ±1 of its end value",
@@ -73,7 +105,8 @@ def main(argv=None) -> dict:
         "post_step_1200_ours": ours[1200],
         "published_rule_applied_to_published_rows": pub_settle,
         "note": "the post says 'stabilises by step ~1200'; by the same ±1 rule its own rows settle at step "
-                f"{pub_settle} (15 at step 800 is within 1 of 16)",
+                f"{pub_settle}" + ("" if pub_settle is None else f" ({pub_mp[post_row(pub_settle)]:g} at step {pub_settle} is "
+                                   f"within 1 of {pub_mp[post_row(POST_TOTAL)]:g})"),
     }
     extra = {"settle": settle_info, "total_steps": total, "saved_steps": saved, "step_map": {str(k): v for k, v in ours.items()},
              "mp_variant": "rms: edge = sigma_rms (sqrt m + sqrt n)/sqrt(min(m,n)), sigma_rms = ||dW||_F/sqrt(min(m,n))",
@@ -83,11 +116,11 @@ def main(argv=None) -> dict:
              "per_tensor": {str(s): {n: [r["mp_rank"], r["e90"]] for n, r in traj[s].items()} for s in traj}}
     s_txt = "never" if settle is None else f"step {settle} of {total} ({settle / total:.1%} of the run ≈ post step {settle_info['post_equivalent_step']})"
     notes = (f"MP-rank settles (±1 of end) at {s_txt}; the post's step 1200 is our step {ours[1200]}. "
-             f"Medians over {rows[0]['n_tensors']} LoRA-able tensors (post: 259). {extra['loss_note']}")
+             f"Medians over {rows[0]['n_tensors']} LoRA-able tensors (post: every LoRA-able SAM3 matrix). {extra['loss_note']}")
     section.emit(args, "9.17", rows, t0=t0, config={"recipe": RECIPE, "scale": args.scale, "mp_variant": "rms"},
                 published=PUBLISHED, extra=extra, title="Table 9.17 — per-step rank trajectory (frozen_te, median over LoRA-able tensors)",
                 notes=notes, md_keys=["row", "post_step", "step", "fraction", "mp_rank", "e90", "train_loss", "train_loss_smoothed"],
-                figure=figure, script="post01/rank_trajectory.py", claim_ids=("p01-9.17-mp-converges", "p01-9.17-e90-noise"))
+                figure=figure)
     print(f"table 9.17 [{args.scale}]: " + "; ".join(f"{r['row']}→{r['step']}: MP {r['mp_rank']:g} e90 {r['e90']:g}" for r in rows)
           + f"; settles at {settle}")
     return {"rows": rows, "settle": settle_info}
@@ -97,19 +130,12 @@ def figure(result: dict):
     """Median MP-rank and e90 vs fraction of the run (ours solid, published hollow) and the train loss."""
     import matplotlib.pyplot as plt
 
-    from common import published as pub
-
     rows = sorted(result["rows"], key=lambda r: r["post_step"])
     x = [r["post_step"] / POST_TOTAL for r in rows]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
     for key, col, c in (("mp_rank", "MP-rank (signal)", "C0"), ("e90", "e90 (signal + noise)", "C1")):
         a1.plot(x, [r[key] for r in rows], "-o", color=c, label=f"ours ({result['scale']}) {key}")
-        pv = []
-        for r in rows:
-            try:
-                pv.append(pub.value("post01", "9.17", r["row"], col)["value"])
-            except KeyError:
-                pv.append(None)
+        pv = [published.get("post01", "9.17", r["row"], col) for r in rows]
         report.mark_published(a1, x, pv, label=f"published {key}", color=c)
     st = (result.get("settle") or {}).get("fraction")
     if st is not None:
@@ -122,12 +148,7 @@ def figure(result: dict):
     a1.legend(fontsize=6)
     a2.plot(x, [r["train_loss_smoothed"] for r in rows], "-o", label=f"ours ({result['scale']}, smoothed)")
     a2b = a2.twinx()
-    pl = []
-    for r in rows:
-        try:
-            pl.append(pub.value("post01", "9.17", r["row"], "train loss")["value"])
-        except KeyError:
-            pl.append(None)
+    pl = [published.get("post01", "9.17", r["row"], "train loss") for r in rows]
     report.mark_published(a2b, x, pl, label="published (SAM3 trainer units, right axis)")
     a2.set_xscale("log")
     a2.set_xlabel("fraction of the 3-epoch run")

@@ -5,80 +5,109 @@ step, concluding K=32 is natural; Paper 86 revised this ("it was the ER of what 
 We measure (a) ER(|∂L/∂α|) of a K=32 adapter at steps 1, 5, 10, 20, 40 of adapter training
 (fresh start by default, training-batch gradient), (b) the same for a random-orthonormal-basis K=32 adapter,
 (c) the random-diagonal null (ER of 32 i.i.d. |N·N| … |N| values), and (d) beside it the true ER of
-∂L/∂W from Paper 86's trajectory.  Writes results/rank_series/paper83.{json,md,png,svg}.
+∂L/∂W from Paper 86's trajectory.  Writes results/rank_series/paper-83.{json,md} and fig-paper-83.{png,svg}.
 """
 from __future__ import annotations
 
+import time
+
+from common import cli, section
+from common.claims import NotMeasurable, Outcome, Results, claim, cmp, every
+from common.report import mark_published
 from rank_series import adapters as A
 from rank_series import gradients as G
 from rank_series import report as R
 
 K = 32
+TABLE = "paper-83"
+REL = f"{R.SECTION}/{TABLE}"
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args = R.parse(__doc__, argv)
-    t0 = R.now()
+    args = cli.parse(__doc__, argv, extra=R.add_args)
+    t0 = time.time()
     start = args.start or "fresh"
-    svd = [A.train_adapter(args.scale, sd, K, start=start, corpus=args.corpus, recompute=args.recompute, label=f"K={K}") for sd in args.seeds]
-    rnd = [A.train_adapter(args.scale, sd, K, basis="random", start=start, corpus=args.corpus, recompute=args.recompute,
+    svd = [A.train_adapter(args.scale, sd, K, start=start, corpus=args.corpus, recompute=args.force, label=f"K={K}") for sd in args.seeds]
+    rnd = [A.train_adapter(args.scale, sd, K, basis="random", start=start, corpus=args.corpus, recompute=args.force,
                            label=f"K={K} random") for sd in args.seeds]
-    trajs = [G.gradient_trajectory(args.scale, start, sd, args.corpus, recompute=args.recompute) for sd in args.seeds]
+    trajs = [G.gradient_trajectory(args.scale, start, sd, args.corpus, recompute=args.force) for sd in args.seeds]
     ku = int(trajs[0]["steps"]["1"]["K"][str(K)]["k_used"])
     null_lo, null_hi = G.random_diagonal_er(ku, "product"), G.random_diagonal_er(ku, "halfnormal")
     steps = sorted({int(s) for s in svd[0]["alpha_grad_er"]})
     rows = []
     for t in steps:
         k = str(t)
-        row = {"step": t, "ker_svd": R.ms(r["alpha_grad_er"][k] for r in svd),
-               "ker_random_basis": R.ms(r["alpha_grad_er"][k] for r in rnd),
-               "rand_diag_product": null_lo, "rand_diag_halfnormal": null_hi, "page": R.claim("83")["value"]}
+        row = {"step": t, "k_constrained_er": R.ms(r["alpha_grad_er"][k] for r in svd),
+               "k_constrained_er_random_basis": R.ms(r["alpha_grad_er"][k] for r in rnd),
+               "rand_diag_product": null_lo, "rand_diag_halfnormal": null_hi, "true_er_full_training": None}
         if k in trajs[0]["steps"]:
             row["true_er_full_training"] = R.ms(tr["steps"][k]["true_er_mean"] for tr in trajs)
         rows.append(row)
-    allv = [x for r in svd for x in r["alpha_grad_er"].values()]
-    mean_all = sum(allv) / len(allv)
-    v = {
-        "k32_er_about_20": R.verdict(abs(mean_all - 20.0) <= 0.15 * 20.0 if ku == 32 else None,
-                                     "mean K=32 ER over steps and seeds within ±15 % of the page's 20",
-                                     f"ours {mean_all:.2f} (K used {ku})"),
-        "page_value_explained_by_null": R.verdict(null_lo <= 20.0 <= null_hi,
-                                                  "the page's 20 lies inside the random-diagonal band [|N·N|, |N|] ER for K=32",
-                                                  f"band [{null_lo:.2f}, {null_hi:.2f}]"),
-        "ours_explained_by_random_diagonal": R.verdict(null_lo * 0.9 <= mean_all <= null_hi * 1.1,
-                                                  "our SVD-basis value within the random-diagonal band [|N·N|, |N|] ER ±10 %",
-                                                  f"band [{null_lo:.2f}, {null_hi:.2f}]; random-basis adapter "
-                                                  f"{sum(x for r in rnd for x in r['alpha_grad_er'].values()) / len(allv):.2f}"),
-    }
-    res = {"K": K, "k_used": ku, "table": rows, "verdicts": v, "page_claim": R.claim("83")["printed"]}
-    md = R.md_table(rows, [("step", "adapter step"), ("ker_svd", "ER(∂L/∂α), SVD basis"),
-                           ("ker_random_basis", "null: random basis"), ("rand_diag_product", "null: diag |N·N|"),
-                           ("rand_diag_halfnormal", "null: diag |N|"), ("page", "page"),
-                           ("true_er_full_training", "true ER of ∂L/∂W (Paper 86 traj.)")])
-    md += "\n\nPage (series table): " + res["page_claim"] + "\n\n" + "\n".join(
-        f"- **{k}**: {x['verdict']} — rule: {x['rule']}. {x.get('note', '')}" for k, x in v.items())
-    R.write(args, "paper83", "Rank series Paper 83 — ER of the K=32-projected gradient",
-            {"K": K, "start": start}, res, md, t0, figure(rows))
-    return res
+    flat, per_seed = R.split(rows)
+    page = R.series_claim("83")["printed"]
+    return section.emit(args, TABLE, flat, t0=t0, config=R.config(args, K=K, start=start),
+                        title="Rank series Paper 83 — ER of the K=32-projected gradient",
+                        extra={"k": K, "k_used": ku, "per_seed": per_seed, "page_claim": page},
+                        notes=f"Page (series table): {page}. `k_constrained_er`: ER(|∂L/∂α|) of the K=32 SVD-basis adapter "
+                              "(= ER of the K=32-projected gradient's diagonal core); `*_random_basis`: a random orthonormal "
+                              "basis; `rand_diag_*`: ER of 32 i.i.d. |N·N| / |N| values; `true_er_full_training`: the true "
+                              "ER of ∂L/∂W at that step of Paper 86's full-weight trajectory; `_sd`: sd over seeds.",
+                        figure=figure, section=R.SECTION)
 
 
-def figure(rows: list[dict]):
-    import matplotlib
+def _mean_er(r: Results) -> tuple[float, dict]:
+    rows = r.rows(REL)
+    ku = r.load(REL).get("k_used")
+    if ku is not None and ku < K:
+        raise NotMeasurable(f"the model's weights allow only K={ku} < {K} directions")
+    return sum(x["k_constrained_er"] for x in rows) / len(rows), rows[0]
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+# ----------------------------------------------------------------------------- claims
+@claim("rs-83-er-20", R.SOURCE, "Series table, Paper 83", table="series", reads=(REL,), scales=("tiny",),
+       quote="K-constrained ER=20",
+       statement="mean over steps (and seeds) of ER(∂L/∂α) of the K=32 SVD-basis adapter within ±15 % of the page's value "
+                 "(rows: step, k_constrained_er; not measurable where the model has fewer than 32 directions)")
+def er_20(r: Results) -> Outcome:
+    ours, _ = _mean_er(r)
+    page = R.series_value("83")
+    return every(cmp(ours, ">=", 0.85 * page, "ours vs 0.85 × page"), cmp(ours, "<=", 1.15 * page, "ours vs 1.15 × page"))
+
+
+@claim("rs-83-er-is-null", R.SOURCE, "Paper 86 on Paper 83", table="series", reads=(REL,), scales=("tiny",),
+       quote="That measurement was stable because it was measuring what K=32 CAN express, not what the true gradient needs.",
+       statement="the ≈ 20 is what any 32 random magnitudes give: the page's value lies in the random-diagonal band [ER of 32 "
+                 "|N·N|, ER of 32 |N|] and ours (mean of k_constrained_er) within ±10 % of it (rows: rand_diag_product, "
+                 "rand_diag_halfnormal)")
+def er_is_null(r: Results) -> Outcome:
+    ours, row = _mean_er(r)
+    lo, hi, page = row["rand_diag_product"], row["rand_diag_halfnormal"], R.series_value("83")
+    return every(cmp(page, ">=", lo, "page vs |N·N| ER"), cmp(page, "<=", hi, "page vs |N| ER"),
+                 cmp(ours, ">=", 0.9 * lo, "ours vs 0.9·|N·N| ER"), cmp(ours, "<=", 1.1 * hi, "ours vs 1.1·|N| ER"))
+
+
+# ----------------------------------------------------------------------------- figure
+def figure(result: dict):
+    """ER of the K=32-projected gradient per adapter step: SVD basis, random basis, random-diagonal band, the page's value,
+    and (same unit, ER) the true ER of ∂L/∂W from Paper 86's trajectory."""
+    plt = R.plt()
+    rows = result["rows"]
     st = [r["step"] for r in rows]
-    ax.errorbar(st, [r["ker_svd"]["mean"] for r in rows], [r["ker_svd"]["sd"] for r in rows], marker="o", label="K=32 SVD basis")
-    ax.errorbar(st, [r["ker_random_basis"]["mean"] for r in rows], [r["ker_random_basis"]["sd"] for r in rows], marker="x",
-                ls="--", label="null: K=32 random basis")
-    ax.axhspan(rows[0]["rand_diag_product"], rows[0]["rand_diag_halfnormal"], color="grey", alpha=0.3, label="null: random diagonal")
-    ax.axhline(20, color="k", ls=":", label="page ≈ 20")
-    tr = [r for r in rows if "true_er_full_training" in r]
-    ax.plot([r["step"] for r in tr], [r["true_er_full_training"]["mean"] for r in tr], "s-", color="tab:red", label="true ER (Paper 86)")
-    ax.set(xlabel="step", ylabel="ER", title="Paper 83 — ER of the K-projected gradient")
-    ax.legend(fontsize=7)
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    ax.axhspan(rows[0]["rand_diag_product"], rows[0]["rand_diag_halfnormal"], color="grey", alpha=0.3,
+               label="null: random diagonal, ER of 32 |N·N| … |N| values")
+    ax.errorbar(st, [r["k_constrained_er"] for r in rows], [r["k_constrained_er_sd"] for r in rows], marker="o", capsize=2,
+                label="ours: K=32 SVD basis")
+    ax.errorbar(st, [r["k_constrained_er_random_basis"] for r in rows], [r["k_constrained_er_random_basis_sd"] for r in rows],
+                marker="x", ls="--", capsize=2, label="ours: K=32 random basis (null)")
+    tr = [r for r in rows if r.get("true_er_full_training") is not None]
+    ax.errorbar([r["step"] for r in tr], [r["true_er_full_training"] for r in tr], [r["true_er_full_training_sd"] for r in tr],
+                marker="s", color="#2e8b57", capsize=2, label="ours: true ER of ∂L/∂W (Paper 86 trajectory)")
+    mark_published(ax, st, [R.series_value("83")] * len(st), label="published (page): K-constrained ER")
+    ax.set(xlabel="adapter step", ylabel="effective rank", ylim=(0, None),
+           title=f"Paper 83 — ER of the K=32-projected gradient ({R.subtitle(result)})")
+    ax.set_xticks(st, [str(s) for s in st])
+    R.legend_below(fig, [ax], ncol=2)
     return fig
 
 

@@ -3,15 +3,27 @@
 Per-layer K from the K=32-constrained gradient ER of each layer at the start point (fresh by default) (Paper 83's
 basis for its "K=28–36" assignments): K_l = round(32 · ER_l / mean_l ER_l), so the total budget matches
 uniform K=32.  Adapter-only training compared with uniform K=32 and K=64.  The series table says
-"Adaptive≈uniform; K=64 dominates by 0.697".  Writes results/rank_series/paper84.{json,md,png,svg}.
+"Adaptive≈uniform; K=64 dominates by 0.697".  Writes results/rank_series/paper-84.{json,md} and fig-paper-84.{png,svg}.
 """
 from __future__ import annotations
 
+import time
+
+from common import cli, section
+from common import published as pub
+from common.claims import Outcome, Results, claim, cmp
+from common.report import columns, mark_published
 from rank_series import adapters as A
 from rank_series import gradients as G
 from rank_series import lm
 from rank_series import report as R
-from rank_series.paper81_k_schedules import curves_figure
+
+TABLE = "paper-84"
+REL = f"{R.SECTION}/{TABLE}"
+U32, ADA, U64 = "uniform K=32", "adaptive per-layer K (mean 32)", "uniform K=64"
+DIFF, GAP = "adaptive − uniform K=32 (paired)", "uniform K=32 − uniform K=64 (paired)"
+#: The series table's K=64 gap (row "84" of data/published's "series" table) beside our paired K=32 − K=64 difference.
+PUBLISHED = columns(R.SOURCE, "series", {"loss_diff": "K=64 minus K=32 loss gap"})
 
 
 def adaptive_k(scale: str, seed: int, corpus: str | None, recompute: bool, start: str = "fresh") -> dict[str, int]:
@@ -26,41 +38,81 @@ def adaptive_k(scale: str, seed: int, corpus: str | None, recompute: bool, start
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args = R.parse(__doc__, argv)
-    t0 = R.now()
+    args = cli.parse(__doc__, argv, extra=R.add_args)
+    t0 = time.time()
     start = args.start or "fresh"
-    runs = {"uniform K=32": [], "adaptive per-layer K (mean 32)": [], "uniform K=64": []}
+    runs: dict[str, list[dict]] = {U32: [], ADA: [], U64: []}
     assigned = {}
     for sd in args.seeds:
-        runs["uniform K=32"].append(A.train_adapter(args.scale, sd, 32, start=start, corpus=args.corpus, recompute=args.recompute, label="K=32"))
-        ka = adaptive_k(args.scale, sd, args.corpus, args.recompute, start)
+        runs[U32].append(A.train_adapter(args.scale, sd, 32, start=start, corpus=args.corpus, recompute=args.force, label="K=32"))
+        ka = adaptive_k(args.scale, sd, args.corpus, args.force, start)
         assigned[sd] = sorted({lm.layer_of(n): k for n, k in ka.items()}.items())
-        runs["adaptive per-layer K (mean 32)"].append(A.train_adapter(args.scale, sd, ka, start=start, corpus=args.corpus,
-                                                                      recompute=args.recompute, label="adaptive"))
-        runs["uniform K=64"].append(A.train_adapter(args.scale, sd, 64, start=start, corpus=args.corpus, recompute=args.recompute, label="K=64"))
-    rows = [{"config": n, "final_loss": R.ms(r["final_loss"] for r in rs), "trainable": rs[0]["trainable"]} for n, rs in runs.items()]
+        runs[ADA].append(A.train_adapter(args.scale, sd, ka, start=start, corpus=args.corpus, recompute=args.force, label="adaptive"))
+        runs[U64].append(A.train_adapter(args.scale, sd, 64, start=start, corpus=args.corpus, recompute=args.force, label="K=64"))
     ps = {n: [r["final_loss"] for r in rs] for n, rs in runs.items()}
-    u, a, k64 = ps["uniform K=32"], ps["adaptive per-layer K (mean 32)"], ps["uniform K=64"]
-    diff = R.ms(x - y for x, y in zip(a, u))
-    gap = R.ms(x - y for x, y in zip(u, k64))
-    tol = max(2 * diff["sd"], 0.005)
-    v = {"adaptive_approx_uniform": R.verdict(abs(diff["mean"]) <= tol,
-                                              "|mean(adaptive − uniform K=32)| ≤ max(2·sd of the paired difference, 0.005)",
-                                              f"difference {diff['mean']:+.4f} ± {diff['sd']:.4f}"),
-         "k64_dominates": R.verdict(all(g > 0 for g in gap["per_seed"]), "K=64 final loss below K=32 in every seed",
-                                    f"gap K32−K64 = {gap['mean']:.4f} ± {gap['sd']:.4f} (page 0.697 on its own model/steps; "
-                                    "value not comparable)")}
-    res = {"table": rows, "assigned_k_per_layer": assigned, "adaptive_minus_uniform": diff, "k32_minus_k64": gap,
-           "page_gap": R.pval("series", "84", "K=64 minus K=32 loss gap"), "verdicts": v,
-           "curves": {n: [r["curve"] for r in rs] for n, rs in runs.items()},
-           "page_claim": R.claim("84")["printed"]}
-    md = R.md_table(rows, [("config", "config"), ("trainable", "trainable α"), ("final_loss", "final loss")], nd=4)
-    md += f"\n\nPer-layer K (seed {args.seeds[0]}): {assigned[args.seeds[0]]}\n\nPage (series table): {res['page_claim']}\n\n"
-    md += "\n".join(f"- **{k}**: {x['verdict']} — rule: {x['rule']}. {x.get('note', '')}" for k, x in v.items())
-    R.write(args, "paper84", "Rank series Paper 84 — adaptive per-layer K vs uniform K",
-            {"start": start, "rule": "K_l = round(32·ER32_l/mean ER32)"}, res, md, t0,
-            curves_figure(res["curves"], "Paper 84 — adaptive vs uniform K"))
-    return res
+    rows = [{"config": n, "trainable": rs[0]["trainable"], "final_loss": R.ms(ps[n]), "loss_diff": None} for n, rs in runs.items()]
+    rows.append({"config": DIFF, "trainable": None, "final_loss": None, "loss_diff": R.ms(x - y for x, y in zip(ps[ADA], ps[U32]))})
+    rows.append({"row": "84", "config": GAP, "trainable": None, "final_loss": None,
+                 "loss_diff": R.ms(x - y for x, y in zip(ps[U32], ps[U64]))})
+    flat, per_seed = R.split(rows)
+    page = R.series_claim("84")["printed"]
+    return section.emit(args, TABLE, flat, t0=t0, config=R.config(args, start=start, rule="K_l = round(32·ER32_l/mean ER32)"),
+                        title="Rank series Paper 84 — adaptive per-layer K vs uniform K", published=PUBLISHED,
+                        extra={"per_seed": per_seed, "assigned_k_per_layer": assigned, "page_claim": page,
+                               "curves": {n: [r["curve"] for r in rs] for n, rs in runs.items()}},
+                        notes=f"Page (series table): {page}. `loss_diff`: paired (same seed) difference of final held-out "
+                              f"losses, mean (`_sd`: sd) over seeds; the page's gap is on its own model and step budget. "
+                              f"Per-layer K (seed {args.seeds[0]}): {assigned[args.seeds[0]]}.",
+                        md_keys=["config", "trainable", "final_loss", "final_loss_sd", "loss_diff", "loss_diff_sd"],
+                        figure=figure, section=R.SECTION)
+
+
+# ----------------------------------------------------------------------------- claims
+@claim("rs-84-adaptive-approx-uniform", R.SOURCE, "Series table, Paper 84", table="series", reads=(REL,), scales=("tiny",),
+       quote="Adaptive≈uniform",
+       statement="|mean paired difference of final loss, adaptive − uniform K=32| ≤ max(2 · its sd over seeds, 0.005) "
+                 "(rows: config, loss_diff, loss_diff_sd)")
+def adaptive_approx_uniform(r: Results) -> Outcome:
+    d = r.row(REL, config=DIFF)
+    return cmp(abs(r.cell(REL, "loss_diff", config=DIFF)), "<=", max(2 * float(d.get("loss_diff_sd") or 0.0), 0.005),
+               "|adaptive − uniform K=32| vs max(2·sd, 0.005)")
+
+
+@claim("rs-84-k64-dominates", R.SOURCE, "Series table, Paper 84", table="series", reads=(REL,), scales=("tiny",),
+       quote="K=64 dominates by 0.697",
+       statement="uniform K=64's final loss is below uniform K=32's in every seed (the gap's size depends on the model and "
+                 "step budget: ours beside the page's in the table, not judged) (rows: config, loss_diff; per_seed)")
+def k64_dominates(r: Results) -> Outcome:
+    gaps = R.seeds_of(r.load(REL), "loss_diff", config=GAP)
+    ok, detail = cmp(min(gaps), ">", 0.0, "min over seeds of loss(K=32) − loss(K=64)")
+    page = pub.get(R.SOURCE, "series", "84", "K=64 minus K=32 loss gap")
+    return ok, detail + ("" if page is None else f"; mean gap {sum(gaps) / len(gaps):.4g} (page {page:g})")
+
+
+# ----------------------------------------------------------------------------- figure
+def figure(result: dict):
+    """Left: held-out loss during adapter training (mean ± sd over seeds). Right: the paired K=32 − K=64 gap per seed and
+    its mean ± sd beside the page's gap, and the adaptive − uniform K=32 difference."""
+    plt = R.plt()
+    fig, ax = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [1.6, 1]})
+    R.curves(ax[0], result["curves"])
+    ax[0].set_title("adapter training")
+    rows = [r for r in result["rows"] if r.get("loss_diff") is not None]
+    xs = list(range(len(rows)))
+    ax[1].bar(xs, [r["loss_diff"] for r in rows], yerr=[r["loss_diff_sd"] for r in rows], color=R.COLORS["ours"], alpha=0.8,
+              capsize=3, label="ours: mean ± sd over seeds")
+    for x, r in zip(xs, rows):
+        s = R.seeds_of(result, "loss_diff", config=r["config"])
+        ax[1].plot([x] * len(s), s, "k.", label="ours: one seed")
+    mark_published(ax[1], xs, [pub.get(R.SOURCE, "series", r["row"], "K=64 minus K=32 loss gap") if r.get("row") else None
+                               for r in rows], label="published (page): K=32 − K=64 gap", line=False)
+    ax[1].axhline(0, color="k", lw=0.8)
+    ax[1].set_xticks(xs, [r["config"].replace(" (paired)", "").replace(" − ", " −\n") for r in rows])
+    ax[1].set(xlabel="pair of configurations (same seed)", ylabel="paired difference of final held-out loss",
+              title="paired differences")
+    fig.suptitle(f"Paper 84 — adaptive per-layer K vs uniform K ({R.subtitle(result)})", fontsize=10)
+    R.legend_below(fig, ax, ncol=3)
+    return fig
 
 
 if __name__ == "__main__":

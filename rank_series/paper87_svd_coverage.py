@@ -6,83 +6,96 @@ Paper 86's trajectory (fresh and pretrained starts).  Also the diagonal coverage
 the part a diagonal-core adapter's gradient can move.  Paper 86's test: "If K=64 cos_sim > K=32
 cos_sim even when true ER < 32, this is the mechanism" — note the subspaces are nested, so K=64 ≥ K=32
 always holds; the informative comparison is against the random basis.
-Writes results/rank_series/paper87.{json,md,png,svg}.
+Writes results/rank_series/paper-87.{json,md} and fig-paper-87.{png,svg}.
 """
 from __future__ import annotations
 
+import time
+
+from common import cli, section
+from common.claims import NotYetRun, Outcome, Results, claim, cmp, every
 from rank_series import gradients as G
 from rank_series import report as R
 
 STARTS = ("fresh", "pretrained")
+TABLE = "paper-87"
+REL = f"{R.SECTION}/{TABLE}"
+MD_KEYS = ["start", "step", "k", "k_used", "true_er", "cos_svd", "cos_svd_sd", "cos_rand", "cos_rand_sd", "dcos_svd", "dcos_rand"]
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args = R.parse(__doc__, argv)
-    t0 = R.now()
-    res: dict = {"starts": {}}
+    args = cli.parse(__doc__, argv, extra=R.add_args)
+    t0 = time.time()
+    rows = []
     for st in STARTS:
-        trs = [G.gradient_trajectory(args.scale, st, sd, args.corpus, recompute=args.recompute) for sd in args.seeds]
-        rows = []
+        trs = [G.gradient_trajectory(args.scale, st, sd, args.corpus, recompute=args.force) for sd in args.seeds]
         for step in trs[0]["steps"]:
             for K in G.TRAJ_KS:
                 ks = [tr["steps"][step]["K"][str(K)] for tr in trs]
-                rows.append({"step": int(step), "K": K, "k_used": ks[0]["k_used"],
+                rows.append({"start": st, "step": int(step), "k": K, "k_used": ks[0]["k_used"],
                              "cos_svd": R.ms(x["cov_svd"] for x in ks), "cos_rand": R.ms(x["cov_rand"] for x in ks),
                              "dcos_svd": R.ms(x["dcov_svd"] for x in ks), "dcos_rand": R.ms(x["dcov_rand"] for x in ks),
                              "true_er": R.ms(tr["steps"][step]["true_er_mean"] for tr in trs)})
-        res["starts"][st] = {"table": rows}
-        get = lambda s, K, key: next(r for r in rows if r["step"] == s and r["K"] == K)[key]["mean"]  # noqa: E731
-        steps = sorted({r["step"] for r in rows})
-        gain = [get(s, 64, "cos_svd") - get(s, 32, "cos_svd") for s in steps]
-        gain_r = [get(s, 64, "cos_rand") - get(s, 32, "cos_rand") for s in steps]
-        adv = [get(s, 32, "cos_svd") / max(get(s, 32, "cos_rand"), 1e-12) for s in steps]
-        res["starts"][st]["verdicts"] = {
-            "k64_cos_above_k32": R.verdict(all(g >= 0 for g in gain), "cos K=64 ≥ cos K=32 at every step (guaranteed by nesting)",
-                                           "gains " + ", ".join(f"{g:.3f}" for g in gain)),
-            "svd_gain_exceeds_random_gain": R.verdict(sum(gain) > sum(gain_r),
-                                                      "the 32→64 coverage gain is larger in the SVD basis than in a random basis",
-                                                      "random gains " + ", ".join(f"{g:.3f}" for g in gain_r)),
-            "svd_basis_above_random": R.verdict(all(a > 1.2 for a in adv), "cos K=32 SVD / random ≥ 1.2 at every step",
-                                                "ratios " + ", ".join(f"{a:.2f}" for a in adv)),
-        }
-    res["page_claim"] = R.claim("87")["printed"] + " (a proposal; the page reports no result)"
-    md = []
-    for st in STARTS:
-        md.append(f"## Start: {st}\n")
-        md.append(R.md_table(res["starts"][st]["table"], [
-            ("step", "step"), ("K", "K"), ("k_used", "K used"), ("true_er", "true ER"), ("cos_svd", "cos SVD basis"),
-            ("cos_rand", "null: cos random basis"), ("dcos_svd", "diag cos SVD"), ("dcos_rand", "null: diag cos random")], nd=3))
-        md.append("\n" + "\n".join(f"- **{k}**: {x['verdict']} — rule: {x['rule']}. {x.get('note', '')}"
-                                   for k, x in res["starts"][st]["verdicts"].items()) + "\n")
-    R.write(args, "paper87", "Rank series Paper 87 — SVD-basis coverage cos(G, proj_K G) vs K",
-            {"starts": STARTS, "ks": G.TRAJ_KS}, res, "\n".join(md), t0, figure(res))
-    return res
+    flat, per_seed = R.split(rows)
+    page = R.series_claim("87")["printed"]
+    return section.emit(args, TABLE, flat, t0=t0, config=R.config(args, starts=STARTS, ks=G.TRAJ_KS),
+                        title="Rank series Paper 87 — SVD-basis coverage cos(G, proj_K G) vs K",
+                        extra={"per_seed": per_seed, "page_claim": page + " (a proposal; the page reports no result)"},
+                        notes=f"Page (series table, a proposal with no result): {page}. `cos_*`: coverage ‖U_KᵀGV_K‖/‖G‖; "
+                              "`dcos_*`: its diagonal part (what a diagonal-core adapter's gradient can move); `*_rand`: "
+                              "a random orthonormal basis (null); `_sd`: sd over seeds.",
+                        md_keys=MD_KEYS, figure=figure, section=R.SECTION)
 
 
-def figure(res: dict):
-    import matplotlib
+# ----------------------------------------------------------------------------- claims
+@claim("rs-87-svd-coverage", R.SOURCE, "Paper 86, hypothesis for Paper 87", table="series", reads=(REL,), scales=("tiny",),
+       quote="K=64’s advantage is SVD basis COVERAGE, not ER.",
+       statement="in every start, at every captured step: cos(G, proj_64 G) ≥ cos(G, proj_32 G) (guaranteed by nesting), the "
+                 "32→64 coverage gain summed over steps is larger in the SVD basis than in a random basis, and the K=32 "
+                 "SVD-basis coverage is ≥ 1.2 × the random basis' (rows: start, step, k, cos_svd, cos_rand)")
+def svd_coverage(r: Results) -> Outcome:
+    rows = r.rows(REL)
+    cos = {(x["start"], x["step"], x["k"], b): x[f"cos_{b}"] for x in rows for b in ("svd", "rand")}
+    out = []
+    for st in dict.fromkeys(x["start"] for x in rows):
+        steps = sorted({x["step"] for x in rows if x["start"] == st})
+        try:
+            gain = {b: [cos[st, s, 64, b] - cos[st, s, 32, b] for s in steps] for b in ("svd", "rand")}
+            ratio = [cos[st, s, 32, "svd"] / max(cos[st, s, 32, "rand"], 1e-12) for s in steps]
+        except KeyError as e:
+            raise NotYetRun(f"{REL}.json lacks K=32 / K=64 rows for start {st}: {e}") from None
+        out += [cmp(min(gain["svd"]), ">=", 0.0, f"{st}: min over steps of cos K=64 − cos K=32"),
+                cmp(sum(gain["svd"]), ">", sum(gain["rand"]), f"{st}: Σ 32→64 gain, SVD vs random basis"),
+                cmp(min(ratio), ">=", 1.2, f"{st}: min over steps of cos K=32 SVD / random")]
+    return every(*out)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, axs = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for ax, st in zip(axs, STARTS):
-        rows = res["starts"][st]["table"]
-        steps = sorted({r["step"] for r in rows})
-        cmap = plt.get_cmap("viridis")
+# ----------------------------------------------------------------------------- figure
+def figure(result: dict):
+    """Coverage vs K, one panel per start: SVD basis (solid) and random basis (dashed, null), one colour per step."""
+    plt = R.plt()
+    rows = result["rows"]
+    starts = list(dict.fromkeys(r["start"] for r in rows))
+    fig, axs = plt.subplots(1, len(starts), figsize=(5.8 * len(starts), 4.2), sharey=True, squeeze=False)
+    cmap = plt.get_cmap("viridis")
+    for ax, st in zip(axs[0], starts):
+        rr = [r for r in rows if r["start"] == st]
+        steps = sorted({r["step"] for r in rr})
         for i, s in enumerate(steps):
-            rr = [r for r in rows if r["step"] == s]
             c = cmap(i / max(len(steps) - 1, 1))
-            ax.errorbar([r["K"] for r in rr], [r["cos_svd"]["mean"] for r in rr], [r["cos_svd"]["sd"] for r in rr],
-                        color=c, marker="o", label=f"SVD basis, step {s}")
-            ax.plot([r["K"] for r in rr], [r["cos_rand"]["mean"] for r in rr], color=c, ls="--", marker="x",
-                    label=f"random basis, step {s}")
-        ax.set(xscale="log", xlabel="K", title=f"Paper 87 — coverage vs K ({st} start)")
-        ax.set_xticks(list(G.TRAJ_KS), [str(k) for k in G.TRAJ_KS])
+            sr = sorted((r for r in rr if r["step"] == s), key=lambda r: r["k"])
+            ks = [r["k"] for r in sr]
+            ax.errorbar(ks, [r["cos_svd"] for r in sr], [r["cos_svd_sd"] for r in sr], color=c, marker="o", markersize=4,
+                        capsize=2, label=f"step {s}: SVD basis")
+            ax.plot(ks, [r["cos_rand"] for r in sr], color=c, ls="--", marker="x", label=f"step {s}: random basis (null)")
+        ks = sorted({r["k"] for r in rr})
+        ax.set(xscale="log", xlabel="K", title=f"{st} start")
+        ax.set_xticks(ks, [str(k) for k in ks])
         ax.minorticks_off()
-    axs[0].set_ylabel("cos(G, proj_K G)")
-    axs[1].legend(fontsize=6, ncol=2)
-    fig.tight_layout()
+    axs[0][0].set_ylabel("coverage cos(G, proj_K G)")
+    fig.suptitle(f"Paper 87 — coverage of the true gradient by the top-K SVD basis vs K ({R.subtitle(result)}; "
+                 "the page proposes this test, no published values)", fontsize=10)
+    R.legend_below(fig, axs[0], ncol=5)
     return fig
 
 

@@ -1,99 +1,128 @@
-"""Plumbing shared by the rank-series scripts: CLI, published-value lookup, mean ± sd, verdicts,
-Markdown tables and the JSON/MD/figure writer (JSON is the source of truth)."""
+"""Rank-series helpers the paper scripts share: their extra CLI flags, mean ± sd over seeds (and its split into
+the contract's flat rows), the page's series-table claims, and the pieces of their figures.
+
+Writing, verdicts and the published lookup are the project's (:func:`common.section.emit`, the ``@claim``s in
+each script, :func:`common.published.get`); nothing here duplicates them.
+"""
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
-import time
-from pathlib import Path
 from typing import Any, Iterable
 
 from common import published as pub
-from common.io import RESULTS, atomic_write_json, atomic_write_text, run_meta, save_figure
+from common.report import PALETTE
 
-OUT = RESULTS / "rank_series"
+SEEDS = (0, 1, 2)
+SOURCE = "rank_series"
+SECTION = "rank_series"
+COLORS = {"ours": PALETTE["ours"], "null": "#7f7f7f", "pretrained": "#e08214"}
 
 
-def parse(doc: str, argv: list[str] | None = None) -> argparse.Namespace:
-    """The common CLI: --scale micro|tiny, --seeds, --out, --corpus, --recompute."""
-    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--scale", choices=("micro", "tiny"), default="tiny", help="micro: seconds (tests); tiny: the results")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)")
-    ap.add_argument("--out", type=Path, default=OUT, help=f"output directory (default {OUT})")
+def add_args(ap: argparse.ArgumentParser) -> None:
+    """The rank-series flags on top of :func:`common.cli.parse`'s: ``--seeds``, ``--corpus``, ``--start`` and
+    ``--recompute`` (the same as ``--force``: ignore the cached runs). ``--seed N`` is ``--seeds N``, so the one
+    seed list the runs use is the one :func:`common.section.emit` records in the meta."""
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), help="seeds (default 0 1 2)")
     ap.add_argument("--corpus", default=None, help="text file to use instead of pydoc_data.topics")
-    ap.add_argument("--recompute", action="store_true", help="ignore cached runs in data/cache/rank_series")
     ap.add_argument("--start", choices=("fresh", "pretrained"), default=None,
                     help="starting point of the adapter runs (default: the script's; fresh = the series' regime, "
                          "step-1 loss ≈ ln V)")
-    return ap.parse_args(argv)
+    ap.add_argument("--recompute", dest="force", action="store_true", help="same as --force: retrain, ignoring the "
+                    "cached runs in data/cache/rank_series")
+    seed = ap._option_string_actions.get("--seed")  # the shared flag, here one seed: --seed N = --seeds N
+    if seed is not None:
+        seed.dest, seed.nargs, seed.default, seed.metavar = "seeds", 1, argparse.SUPPRESS, "N"
+        seed.help = "one seed (same as --seeds N)"
 
 
-def published(table: str, row: str | None = None, column: str | None = None) -> list[dict[str, Any]]:
-    """Published values of the rank series page (data/published/rank_series.json)."""
-    return pub.lookup("rank_series", table, row, column)
+def config(args: argparse.Namespace, **kw: Any) -> dict[str, Any]:
+    """The run config every rank-series result records."""
+    return {**kw, "scale": args.scale, "seeds": list(args.seeds), "corpus": args.corpus or "pydoc_data.topics"}
 
 
-def claim(paper: str) -> dict[str, Any]:
-    """The series-table claim of ``paper`` ("81" … "88"): {paper, topic, printed, value?}."""
-    for c in pub.load("rank_series").get("claims", []):
-        if c["paper"] == paper:
-            return c
-    raise KeyError(f"data/published/rank_series.json has no claim for paper {paper}")
-
-
-def pval(table: str, row: str, column: str) -> float | None:
-    """One published value (None if the page gives none)."""
-    hits = published(table, row, column)
-    return hits[0]["value"] if len(hits) == 1 else None
-
-
-def ms(xs: Iterable[float]) -> dict[str, float]:
+def ms(xs: Iterable[float]) -> dict[str, Any]:
     """Mean, sd (0 for one seed) and the per-seed values."""
     xs = [float(x) for x in xs]
     return {"mean": sum(xs) / len(xs), "sd": statistics.stdev(xs) if len(xs) > 1 else 0.0, "per_seed": xs}
 
 
-def fmt(x: Any, nd: int = 2) -> str:
-    """Render a number, a mean±sd dict, or None for a table cell."""
-    if x is None:
-        return "—"
-    if isinstance(x, dict) and "mean" in x:
-        return f"{x['mean']:.{nd}f} ± {x['sd']:.{nd}f}"
-    if isinstance(x, float):
-        return "—" if math.isnan(x) else f"{x:.{nd}f}"
-    return str(x)
-
-
-def verdict(holds: bool | None, rule: str, note: str = "") -> dict[str, Any]:
-    """A verdict record: "holds" / "fails" / "not comparable", with the rule that decided it."""
-    v = "not comparable" if holds is None else ("holds" if holds else "fails")
-    return {"verdict": v, "rule": rule, **({"note": note} if note else {})}
-
-
-def md_table(rows: list[dict[str, Any]], cols: list[tuple[str, str]], nd: int = 2) -> str:
-    """A Markdown table of ``rows`` with columns [(key, header), …]."""
-    out = ["| " + " | ".join(h for _, h in cols) + " |", "|" + "---|" * len(cols)]
+def split(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, list[float]]]]:
+    """Rows holding :func:`ms` dicts → (contract rows: ``key`` = mean, ``key_sd`` = sd; and, parallel to them,
+    ``{key: per-seed values}``, which the scripts keep in the result's ``per_seed``)."""
+    flat, seeds = [], []
     for r in rows:
-        out.append("| " + " | ".join(fmt(r.get(k), nd) for k, _ in cols) + " |")
-    return "\n".join(out)
+        f: dict[str, Any] = {}
+        s: dict[str, list[float]] = {}
+        for k, v in r.items():
+            if isinstance(v, dict) and "mean" in v:
+                f[k], f[f"{k}_sd"], s[k] = v["mean"], v["sd"], v["per_seed"]
+            else:
+                f[k] = v
+        flat.append(f)
+        seeds.append(s)
+    return flat, seeds
 
 
-def write(args: argparse.Namespace, stem: str, title: str, config: dict, results: dict, md_body: str,
-          t0: float, fig: Any = None) -> Path:
-    """Write ``<out>/<stem>.json`` (run_meta + results), ``<stem>.md`` and the figure ``<stem>.png/.svg``."""
-    out = Path(args.out)
-    cfg = {**config, "scale": args.scale, "seeds": args.seeds, "corpus": args.corpus or "pydoc_data.topics"}
-    meta = run_meta(cfg, args.seeds[0] if len(args.seeds) == 1 else args.seeds, t0)  # type: ignore[arg-type]
-    if fig is not None:
-        save_figure(fig, out / stem)
-    payload = {"title": title, **meta, "results": results}
-    path = atomic_write_json(out / f"{stem}.json", payload)
-    md = f"# {title}\n\nScale `{args.scale}`, seeds {args.seeds}, wall time {meta['wall_time_s']} s. " \
-         f"Source of truth: `{stem}.json`.\n\n{md_body}\n"
-    atomic_write_text(out / f"{stem}.md", md)
-    return path
+def seeds_of(result: dict[str, Any], key: str, **match: Any) -> list[float]:
+    """Per-seed values of ``key`` in the first row matching ``match`` (from the result's ``per_seed``)."""
+    for r, s in zip(result["rows"], result.get("per_seed") or []):
+        if all(r.get(k) == v for k, v in match.items()) and key in s:
+            return s[key]
+    raise KeyError(f"{result.get('table')}: no per-seed {key!r} for {match}")
 
 
-def now() -> float:
-    return time.time()
+def series_claim(paper: str) -> dict[str, Any]:
+    """The page's series-table entry of ``paper`` ("81" … "88"): {paper, topic, printed, value?} (the text findings
+    that are not table cells, data/published/rank_series.json → ``claims``)."""
+    for c in pub.load(SOURCE).get("claims", []):
+        if c["paper"] == paper:
+            return c
+    raise KeyError(f"data/published/rank_series.json has no claim for paper {paper}")
+
+
+def series_value(paper: str) -> float | None:
+    """The number of ``paper``'s series-table entry (Paper 83's K-constrained ER, Paper 85's ER bound), or None."""
+    v = series_claim(paper).get("value")
+    return float(v) if isinstance(v, (int, float)) else None
+
+
+# ----------------------------------------------------------------------------- figure pieces
+def plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as pyplot
+
+    return pyplot
+
+
+def legend_below(fig: Any, axes: Iterable[Any], ncol: int = 3) -> None:
+    """One legend for the whole figure, below the panels (off the data), each label once."""
+    seen: dict[str, Any] = {}
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(lab, h)
+    fig.tight_layout()
+    if seen:
+        fig.legend(list(seen.values()), list(seen), loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=ncol,
+                   fontsize=8, frameon=False)
+
+
+def curves(ax: Any, runs: dict[str, list[dict[str, float]]]) -> None:
+    """Held-out loss curves of several adapter runs: mean over seeds, ± sd band where there are several seeds."""
+    for name, cs in runs.items():
+        steps = sorted(int(s) for s in cs[0])
+        ys = [ms(c[str(s)] for c in cs) for s in steps]
+        m = [y["mean"] for y in ys]
+        line, = ax.plot(steps, m, marker="o", markersize=3, label=name)
+        if len(cs) > 1:
+            ax.fill_between(steps, [a - y["sd"] for a, y in zip(m, ys)], [a + y["sd"] for a, y in zip(m, ys)],
+                            color=line.get_color(), alpha=0.15, linewidth=0)
+    ax.set(xlabel="adapter step", ylabel="held-out loss (mean ± sd over seeds)")
+
+
+def subtitle(result: dict[str, Any]) -> str:
+    """'scale tiny, seeds [0, 1, 2]' for a figure title."""
+    cfg = (result.get("meta") or {}).get("config") or {}
+    return f"scale {result.get('scale')}, seeds {cfg.get('seeds')}"

@@ -12,6 +12,15 @@ the layout is the contract in :mod:`common.report`), evaluates :mod:`common.clai
 * the "Reproduction status" block of ``README.md`` between ``<!-- status:begin -->`` and
   ``<!-- status:end -->`` (markers appended if absent; nothing else in the README is touched).
 
+A results file is attached to a published table by its own fields, never by a guess from its file name: its
+``section`` / ``table`` (``post01`` / ``table-9.14``), or any ``published`` entry naming that table. A table with a
+results file is never "not yet run": where the file maps none of the published cells its own rows are shown.
+Units: the grids print ours in the post's printed unit (cgF1, pmF1, neg_correct … ×100, the ``factor`` of the
+mapping); claim details quote the stored values (fractions in [0, 1]), and each table with a rescaled column
+says so above its claims. A failing claim's relation is shown struck (``✗``), so it never reads as holding.
+Provenance: results made from a dirty tree, with no commit recorded, or at a commit this checkout does not know
+are listed (``meta.code``, :func:`common.io.code_version`).
+
 Usage: python scripts/compare.py [--results DIR] [--readme PATH | --no-readme]
 Never trains; runs in seconds.
 """
@@ -19,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import html
+import re
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +40,7 @@ from common.io import RESULTS, ROOT, atomic_write_json, atomic_write_text, read_
 BEGIN, END = "<!-- status:begin -->", "<!-- status:end -->"
 POST_TITLES = {"post01": "Post 01 — how SAM3 learns a watch task (LoRA, MP-rank, α)",
                "post02": "Post 02 — refusal collapse and its repair",
-               "rank_series": "Rank series — Paper 86 (true gradient effective rank)",
+               "rank_series": "Rank series — papers 81–88 (K-basis adapters; Paper 86: true gradient effective rank)",
                "diagnostics": "Diagnostics — why a reproduction does (not) hold at this scale"}
 WATCH_IOU, LVIS_MIOU = ("watch", "iou", 1.0), ("lvis", "mIoU", 1.0)
 NEG = ("saco", "neg_correct", 100.0)
@@ -139,10 +149,11 @@ def build(root: Path = RESULTS) -> dict[str, Any]:
     index = {s: reproduced(results[s]) for s in scales}
     verdicts = {s: {v.claim: v for v in C.evaluate_all(r, s)} for s, r in scales.items()}
     claim_rows = []
-    for c in C.CLAIMS:
+    for c in C.registry():
         claim_rows.append({"id": c.id, "post": c.post, "source": c.source, "table": c.table, "quote": c.quote,
                            "statement": c.statement, "reads": list(c.reads), "scales": list(c.scales),
                            "verdicts": {s: verdicts[s][c.id].to_dict() for s in scales if c.id in verdicts[s]}})
+    attached = attach(results["tiny"])
     sections = []
     for source in report.SECTIONS:
         data = _published(source)
@@ -162,16 +173,22 @@ def build(root: Path = RESULTS) -> dict[str, Any]:
                         cell[f"file_{s}"] = hit["file"]
                 cells.append(cell)
             meta = tables_meta.get(tid, {})
-            stem = report.result_stem(tid)
+            files = sorted(attached.get((source, tid), set()) | {c["file_tiny"] for c in cells if c.get("file_tiny")})
+            own = [f for f in files if f != "recipes"]
+            n_rep = sum(c.get("tiny") is not None for c in cells)
             tables.append({"id": tid, "label": meta.get("label", f"Table {tid}"), "caption": meta.get("caption", ""),
                            "section": meta.get("section", ""), "kind": meta.get("kind", "table"), "cells": cells,
-                           "result_file": f"{source}/{stem}" if f"{source}/{stem}" in results["tiny"] else None,
-                           "figure": _figure_rel(root, source, tid),
+                           "result_file": (own or files or [None])[0], "result_files": files, "reproduced": n_rep,
+                           "ours": [] if n_rep else [_ours(rel, results["tiny"][rel], root) for rel in own],
+                           "rescaled": _rescaled(source, tid, [results["tiny"][f] for f in own]),
+                           "figure": _figure_rel(root, source, tid, [(f, results["tiny"][f]) for f in own]),
                            "claims": [c["id"] for c in claim_rows if c["post"] == source and c["table"] == tid]})
-        mapped = {t["result_file"] for t in tables}
+        mapped = {f for t in tables for f in t["result_files"]}
         extra = [rel for rel in results["tiny"] if rel.startswith(source + "/") and rel not in mapped]
         sections.append({"source": source, "title": POST_TITLES[source], "published_file": data is not None,
-                         "tables": tables, "other_results": [{"file": rel, "figure": _figure_rel(root, source, rel.split("/", 1)[1])} for rel in extra],
+                         "tables": tables,
+                         "other_results": [{**_ours(rel, results["tiny"][rel], root),
+                                            "figure": _figure_rel(root, source, "", [(rel, results["tiny"][rel])])} for rel in extra],
                          "unattached_claims": [c["id"] for c in claim_rows if c["post"] == source
                                                and (c["table"] is None or c["table"] not in tids)]})
     errors = {f"{s}:{rel}": d["error"] for s in scales for rel, d in results[s].items() if "error" in d}
@@ -182,13 +199,107 @@ def build(root: Path = RESULTS) -> dict[str, Any]:
     return {"summary": C.summary_line(verdicts["tiny"].values()),
             "summary_by_scale": {s: C.summary_line(verdicts[s].values()) for s in scales},
             "scales": list(scales), "results_files": {s: sorted(results[s]) for s in scales}, "unreadable": errors,
-            "stale": stale,
+            "stale": stale, "provenance": {s: provenance(results[s], scales[s]) for s in scales},
             "claims": claim_rows, "sections": sections}
 
 
-def _figure_rel(root: Path, source: str, tid: str) -> str | None:
-    rel = f"{source}/{report.figure_stem(tid)}.png"
-    return rel if (root / rel).exists() else None
+def attach(results: dict[str, dict[str, Any]]) -> dict[tuple[str, str], set[str]]:
+    """``{(source, published table id): {rel, …}}`` from the results files' own fields: a file belongs to the table
+    its ``section`` / ``table`` name (``post01`` / ``table-9.14`` → ``("post01", "9.14")``; ``fig-9.3`` → ``fig-9.3``)
+    and to every table its ``published`` entries map columns of."""
+    out: dict[tuple[str, str], set[str]] = {}
+    for rel, doc in results.items():
+        if rel == "recipes" or "error" in doc:
+            continue
+        sec, table = doc.get("section"), doc.get("table")
+        if isinstance(sec, str) and isinstance(table, str):
+            out.setdefault((sec, table[len("table-"):] if table.startswith("table-") else table), set()).add(rel)
+        for p in doc.get("published") or []:
+            if isinstance(p, dict) and p.get("source") and p.get("table"):
+                out.setdefault((p["source"], str(p["table"])), set()).add(rel)
+    return out
+
+
+def _ours(rel: str, doc: dict[str, Any], root: Path, max_rows: int = 40) -> dict[str, Any]:
+    """A results file's own rows for display (where none of its cells map to a published one), with its title."""
+    rows = [r for r in doc.get("rows") or [] if isinstance(r, dict)][:max_rows]
+    keys = list(dict.fromkeys(k for r in rows for k, v in r.items() if v is None or isinstance(v, (str, int, float, bool))))
+    title = doc.get("title") or (doc.get("meta") or {}).get("title") or ""
+    md = root / f"{rel}.md"
+    if not title and md.exists():  # the Markdown's heading (section.emit writes "# <title>" first)
+        first = md.read_text(encoding="utf-8").split("\n", 1)[0]
+        title = first[2:].strip() if first.startswith("# ") else ""
+    return {"file": rel, "title": title, "keys": keys, "rows": [{k: r.get(k) for k in keys} for r in rows],
+            "n_rows": len(doc.get("rows") or []), "md": f"{rel}.md" if (root / f"{rel}.md").exists() else None}
+
+
+def _rescaled(source: str, tid: str, docs: list[dict[str, Any]]) -> list[str]:
+    """The published columns of a table whose printed unit is ours × a factor ≠ 1 (recipe tables and ``published``
+    entries), so the claims under it can say their details quote the stored fraction."""
+    cols: dict[str, float] = {}
+    for spec in RECIPE_TABLES:
+        if spec["source"] == source and spec["table"] == tid:
+            for label, (_, _, factor) in spec["rows" if spec.get("transposed") else "columns"].items():
+                cols[label] = factor
+    for d in docs:
+        for p in d.get("published") or []:
+            if p.get("source") == source and str(p.get("table")) == tid:
+                cols[p["column"]] = float(p.get("factor", 1))
+    return [f"{c} (×{f:g})" for c, f in cols.items() if f != 1]
+
+
+def _figure_rel(root: Path, source: str, tid: str, owners: list[tuple[str, dict[str, Any]]] = ()) -> str | None:
+    """The figure of a table (``<source>/fig-<id>.png``) or of the results files that own one (the stem
+    ``scripts/figures.py`` writes: ``fig-<id>`` from the file's own ``table`` field; a legacy ``<stem>.png``)."""
+    cands = [f"{source}/{report.figure_stem(tid)}.png"] if tid else []
+    for rel, doc in owners:
+        sec, stem = rel.split("/", 1)
+        cands += [f"{sec}/{report.figure_stem(str(doc.get('table') or stem))}.png", f"{rel}.png"]
+    return next((c for c in cands if (root / c).exists()), None)
+
+
+#: Results folders outside :data:`report.SECTIONS` whose JSON also records its code (checked for provenance only).
+PROVENANCE_EXTRA = ("base", "bench")
+
+
+def provenance(results: dict[str, dict[str, Any]], root: Path) -> dict[str, str]:
+    """``{rel: why}`` for the results files whose code is not pinned: made from a dirty tree (uncommitted or untracked
+    code, :func:`common.io.code_version`), with no commit recorded, or at a commit this checkout does not have."""
+    docs = dict(results)
+    for d in PROVENANCE_EXTRA:
+        for p in sorted((root / d).glob("*.json")) if (root / d).is_dir() else []:
+            docs[f"{d}/{p.stem}"] = _read(p)
+    out, commits = {}, {}
+    for rel, doc in docs.items():
+        if "error" in doc:
+            continue
+        code = (doc.get("meta") or {}).get("code") or doc.get("code") or {}
+        if not code.get("commit"):
+            out[rel] = "no code commit recorded"
+        elif code.get("dirty"):
+            n = code.get("n_dirty_files") or len(code.get("dirty_files") or [])
+            out[rel] = f"made from a dirty tree at {code['commit'][:10]}" + (f" ({n} changed/untracked code files)" if n else "")
+        else:
+            commits[rel] = code["commit"]
+    known = _known_commits(set(commits.values()))
+    for rel, c in commits.items():
+        if known is not None and c not in known:
+            out[rel] = f"commit {c[:10]} is not in this checkout's history"
+    return dict(sorted(out.items()))
+
+
+def _known_commits(commits: set[str]) -> set[str] | None:
+    """The subset of ``commits`` this git checkout has (None outside a checkout)."""
+    import subprocess
+
+    if not commits:
+        return set()
+    try:
+        r = subprocess.run(["git", "cat-file", "--batch-check"], cwd=ROOT, input="".join(f"{c}^{{commit}}\n" for c in sorted(commits)),
+                           capture_output=True, text=True, timeout=20, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {line.split()[0] for line in r.stdout.splitlines() if line.endswith(" commit") or " commit " in line}
 
 
 # ----------------------------------------------------------------------------- rendering
@@ -222,15 +333,63 @@ ICON = {"holds": "✅ holds", "fails": "❌ fails", "not measurable": "➖ not m
         "error": "⚠️ error"}
 
 
+def detail_text(v: dict[str, Any]) -> str:
+    """A verdict's detail as shown: a failing claim's relation is marked ``✗`` so "0.004 >= 0.3" never reads as
+    holding (``every`` already marks its failing parts; a precondition that failed is marked the same way)."""
+    d = str(v.get("detail", ""))
+    if v.get("verdict") == "fails" and "✗" not in d:
+        d = "✗ " + d + " — does not hold"
+    m = re.match(r"^precondition (\S+) fails \((.*)\); would read (.*)$", d, re.S)
+    if m and "✗" not in m.group(2):
+        d = f"precondition {m.group(1)} fails (✗ {m.group(2)} — does not hold); would read {m.group(3)}"
+    return d
+
+
 def _claims_md(ids: list[str], claims: dict[str, dict[str, Any]], scales: list[str]) -> list[str]:
     out = []
     for cid in ids:
         c = claims[cid]
-        vs = "; ".join(f"{s}: {ICON[c['verdicts'][s]['verdict']]}"
+        vs = "; ".join(f"{s}: **{ICON[c['verdicts'][s]['verdict']]}**"
                        + (f" _stale_ ({', '.join(c['verdicts'][s]['stale'])})" if c["verdicts"][s].get("stale") else "")
-                       + f" — {c['verdicts'][s]['detail']}" for s in scales if s in c["verdicts"])
-        out.append(f"- **{cid}** — {c['statement']}. *“{c['quote']}”* ({c['source']}) — {vs}")
+                       + f" — {detail_text(c['verdicts'][s])}" for s in scales if s in c["verdicts"])
+        out.append(f"- **{cid}** — {vs}. Claim: {c['statement']}. *“{c['quote']}”* ({c['source']})")
     return out
+
+
+def _short(v: Any, n: int = 90) -> str:
+    t = report.fmt_cell(v)
+    return t if len(t) <= n else t[:n - 1] + "…"
+
+
+def _ours_md(o: dict[str, Any]) -> list[str]:
+    """Our rows of a results file that maps no published cell (long strings cut; the full table is its .md)."""
+    if not o["keys"]:
+        return [f"`results/{o['file']}.json`" + (f" — {o['title']}" if o["title"] else "") + ": no rows in the results "
+                "contract (legacy format)" + (f"; see `results/{o['md']}`" if o["md"] else "") + ".", ""]
+    L = [f"Ours (`results/{o['file']}.json`, {o['n_rows']} rows" + (f", first {len(o['rows'])}" if o["n_rows"] > len(o["rows"]) else "")
+         + (f"; full table `results/{o['md']}`" if o["md"] else "") + "):", "", "| " + " | ".join(_md_escape(k) for k in o["keys"]) + " |",
+         "|" + "---|" * len(o["keys"])]
+    L += ["| " + " | ".join(_md_escape(_short(r.get(k))) for k in o["keys"]) + " |" for r in o["rows"]]
+    return L + [""]
+
+
+def _status_text(t: dict[str, Any]) -> str:
+    n = t["reproduced"]
+    line = f"Reproduced: {n} of {len(t['cells'])} published values (tiny)."
+    if n:
+        return line
+    own = [f for f in t["result_files"] if f != "recipes"]
+    if own:
+        return line + " Results exist (" + ", ".join(f"`{f}.json`" for f in own) + ") but map no published cell of this table " \
+            "(their `published` list names none of its columns, or their rows carry no matching `row` label); our rows follow."
+    return line + " — not yet run."
+
+
+def _units_note(t: dict[str, Any]) -> str | None:
+    if not t["rescaled"] or not t["claims"]:
+        return None
+    return ("Units: the grid prints " + ", ".join(t["rescaled"]) + " in the post's unit; the claim details below quote "
+            "the results JSON as stored (fractions in [0, 1]).")
 
 
 def markdown(rep: dict[str, Any]) -> str:
@@ -246,13 +405,14 @@ def markdown(rep: dict[str, Any]) -> str:
     if rep["unreadable"]:
         L += ["**Unreadable results files:** " + "; ".join(f"{k}: {v}" for k, v in rep["unreadable"].items()), ""]
     L += stale_md(rep)
+    L += provenance_md(rep)
     for sec in rep["sections"]:
         L += [f"## {sec['title']}", ""]
         if not sec["published_file"]:
             L += [f"_No `data/published/{sec['source']}.json` yet._", ""]
         for t in sec["tables"]:
             L += [f"### {t['label']}" + (f" — {t['caption']}" if t["caption"] else ""), "", f"Source: {sec['source']} {t['section']}".rstrip() + "."
-                  + (f" Results: `results/{t['result_file']}.json`." if t["result_file"] else "")
+                  + (" Results: " + ", ".join(f"`results/{f}.json`" for f in t["result_files"]) + "." if t["result_files"] else "")
                   + (f" Figure: `results/{t['figure']}`." if t["figure"] else ""), ""]
             rows, cols, g = _grid(t["cells"])
             if cols:
@@ -261,15 +421,20 @@ def markdown(rep: dict[str, Any]) -> str:
                 for r in rows:
                     L.append(f"| {_md_escape(r)} | " + " | ".join(_md_escape(_cell_text(g.get((r, c)), scales)) for c in cols) + " |")
                 L.append("")
-            n_rep = sum(c.get("tiny") is not None for c in t["cells"])
-            L.append(f"Reproduced: {n_rep} of {len(t['cells'])} published values (tiny)."
-                     + ("" if n_rep else " — not yet run."))
-            L.append("")
+            L += [_status_text(t), ""]
+            for o in t["ours"]:
+                L += _ours_md(o)
+            if _units_note(t):
+                L += [f"_{_units_note(t)}_", ""]
             L += _claims_md(t["claims"], claims, scales) + [""] if t["claims"] else []
         if sec["unattached_claims"]:
             L += ["### Claims without a published table", ""] + _claims_md(sec["unattached_claims"], claims, scales) + [""]
         if sec["other_results"]:
-            L += ["### Other results", ""] + [f"- `results/{o['file']}.json`" for o in sec["other_results"]] + [""]
+            L += ["### Other results (no published table)", ""]
+            for o in sec["other_results"]:
+                L += [f"#### `results/{o['file']}.json`" + (f" — {o['title']}" if o["title"] else ""), ""]
+                L += ([f"Figure: `results/{o['figure']}`.", ""] if o["figure"] else []) + (_ours_md(o) if o["keys"] else
+                      ["Legacy format (no `rows`)" + (f"; see `results/{o['md']}`" if o["md"] else "") + ".", ""])
     return "\n".join(L).rstrip() + "\n"
 
 
@@ -281,6 +446,18 @@ def stale_md(rep: dict[str, Any]) -> list[str]:
     return [f"**Stale: {len(rows)} results file(s) were made on another base model than the committed one** "
             "(rerun their scripts; claims reading them are marked _stale_):", "",
             "| scale | file | why |", "|---|---|---|", *[f"| {s} | `{rel}` | {why} |" for s, rel, why in rows], ""]
+
+
+def provenance_md(rep: dict[str, Any], full: bool = True) -> list[str]:
+    """Results whose code is not pinned: dirty tree, no commit recorded, or a commit this checkout lacks."""
+    rows = [(s, rel, why) for s, d in rep.get("provenance", {}).items() for rel, why in d.items()]
+    if not rows:
+        return []
+    head = (f"**Provenance: {len(rows)} results file(s) do not pin their code** (made from a dirty tree, with no commit "
+            "recorded, or at a commit not in this checkout; rerun them from a clean commit)")
+    if not full:
+        return [head + ": listed in [results/COMPARISON.md](results/COMPARISON.md).", ""]
+    return [head + ":", "", "| scale | file | why |", "|---|---|---|", *[f"| {s} | `{rel}` | {why} |" for s, rel, why in rows], ""]
 
 
 def status_block(rep: dict[str, Any]) -> str:
@@ -295,12 +472,14 @@ def status_block(rep: dict[str, Any]) -> str:
              "_Regenerated by `make compare`; edits between these markers are overwritten._", "",
              f"**{rep['summary']}** (tiny scale)" + (f"; sam3: **{rep['summary_by_scale']['sam3']}**" if "sam3" in rep["scales"] else ""), "",
              "| source | claims | hold | fail | not measurable | not yet run | error |", "|---|---|---|---|---|---|---|",
-             *counts, "", *stale_md(rep), "_not measurable_: the claim's precondition fails at this scale (e.g. an in-domain IoU ordering "
+             *counts, "", *stale_md(rep), *provenance_md(rep, full=False), "_not measurable_: the claim's precondition fails at this scale (e.g. an in-domain IoU ordering "
              "when the watch fine-tune did not learn the task); its reading is kept in the detail.", "",
              "- `make compare` — published vs reproduced numbers and every claim's verdict: "
              "[results/COMPARISON.md](results/COMPARISON.md), [results/comparison.json](results/comparison.json), "
              "[results/index.html](results/index.html) (static; open in a browser). No training, seconds.",
-             "- `make figures` — redraws every figure from the results JSON (no training) into `results/<section>/fig-*.png|svg`.",
+             "- `make figures` — redraws every figure from the results JSON (no training; byte-identical for unchanged JSON) into "
+             "`results/<section>/fig-*.png|svg`: each figure by the `figure(result)` of the script that wrote it, the "
+             "recipe-table figures from `recipes.json` only for published tables no script writes.",
              END]
     return "\n".join(lines)
 
@@ -319,8 +498,9 @@ def update_readme(path: Path, block: str) -> None:
 CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;font-size:12px;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}
 th{background:#f3f3f3}.holds{color:#18794e}.fails{color:#b42318}.nyr{color:#777}.error{color:#b54708}
+.verdict{font-weight:bold;white-space:nowrap}.notheld{color:#b42318}
 figure{margin:.5em 0}figure img{max-width:100%;border:1px solid #ddd}.caption{color:#555;font-size:13px}
-section.t{border-top:1px solid #eee;padding-top:.5em}.summary{font-size:18px}"""
+section.t{border-top:1px solid #eee;padding-top:.5em}.summary{font-size:18px}.warn{background:#fff7e6;padding:.5em}"""
 VCLASS = {"holds": "holds", "fails": "fails", "not measurable": "nyr", "not yet run": "nyr", "error": "error"}
 
 
@@ -329,18 +509,46 @@ def html_page(rep: dict[str, Any]) -> str:
     scales = rep["scales"]
     claims = {c["id"]: c for c in rep["claims"]}
 
-    def claim_list(ids: list[str]) -> str:
+    def detail_html(v: dict[str, Any]) -> str:
+        d = e(detail_text(v))
+        return d.replace("✗", "<span class='notheld'>✗</span>")
+
+    def claim_list(ids: list[str], units: str | None = None) -> str:
         items = []
         for cid in ids:
             c = claims[cid]
-            vs = " ".join(f"<span class='{VCLASS[c['verdicts'][s]['verdict']]}'>[{s}: {e(c['verdicts'][s]['verdict'])}]</span>"
-                          f" <small>{e(c['verdicts'][s]['detail'])}</small>" for s in scales if s in c["verdicts"])
-            items.append(f"<li><b>{e(cid)}</b> — {e(c['statement'])}. <i>“{e(c['quote'])}”</i> ({e(c['source'])}) {vs}</li>")
-        return "<ul>" + "".join(items) + "</ul>" if items else ""
+            vs = " ".join(f"<span class='verdict {VCLASS[c['verdicts'][s]['verdict']]}'>{e(s)}: {e(ICON[c['verdicts'][s]['verdict']])}</span>"
+                          + (f" <i>stale ({e(', '.join(c['verdicts'][s]['stale']))})</i>" if c["verdicts"][s].get("stale") else "")
+                          + f" <small>{detail_html(c['verdicts'][s])}</small>" for s in scales if s in c["verdicts"])
+            items.append(f"<li>{vs}<br><b>{e(cid)}</b> — {e(c['statement'])}. <i>“{e(c['quote'])}”</i> ({e(c['source'])})</li>")
+        note = f"<p class='caption'>{e(units)}</p>" if units else ""
+        return note + "<ul>" + "".join(items) + "</ul>" if items else ""
+
+    def ours_html(o: dict[str, Any]) -> str:
+        if not o["keys"]:
+            return ("<p class='caption'>Legacy format (no <code>rows</code>)" + (f"; see <a href='{e(o['md'])}'><code>{e(o['md'])}</code></a>"
+                    if o["md"] else "") + ".</p>")
+        head = (f"<p class='caption'>Ours: <code>{e(o['file'])}.json</code>, {o['n_rows']} rows"
+                + (f" (first {len(o['rows'])})" if o["n_rows"] > len(o["rows"]) else "")
+                + (f"; full table <a href='{e(o['md'])}'><code>{e(o['md'])}</code></a>" if o["md"] else "") + "</p>")
+        body = "".join("<tr>" + "".join(f"<td>{e(_short(r.get(k), 160))}</td>" for k in o["keys"]) + "</tr>" for r in o["rows"])
+        return head + "<table><tr>" + "".join(f"<th>{e(k)}</th>" for k in o["keys"]) + "</tr>" + body + "</table>"
+
+    def table_html(rows: list[list[str]]) -> str:
+        return "<table>" + "".join("<tr>" + "".join(f"<td>{e(x)}</td>" for x in r) + "</tr>" for r in rows) + "</table>"
 
     P = [f"<!doctype html><html><head><meta charset='utf-8'><title>Reproduction at a glance</title><style>{CSS}</style></head><body>",
          "<h1>SAM3 fine-tune reproductions — at a glance</h1>", f"<p class='summary'><b>{e(rep['summary'])}</b> (tiny scale)</p>",
-         "<p>Generated by <code>make compare</code> from the results JSON. Cells: published as printed → <b>ours (Δ)</b>.</p>"]
+         "<p>Generated by <code>make compare</code> from the results JSON. Cells: published as printed → <b>ours (Δ)</b>, "
+         "in the post's printed unit. Claim details quote the results JSON as stored (fractions); a relation marked "
+         "<span class='notheld'>✗</span> does not hold.</p>"]
+    stale = [[s, rel, why] for s, d in rep.get("stale", {}).items() for rel, why in sorted(d.items())]
+    if stale:
+        P.append(f"<div class='warn'><b>Stale: {len(stale)} results file(s) made on another base model</b>" + table_html(stale) + "</div>")
+    prov = [[s, rel, why] for s, d in rep.get("provenance", {}).items() for rel, why in d.items()]
+    if prov:
+        P.append(f"<div class='warn'><b>Provenance: {len(prov)} results file(s) do not pin their code</b> "
+                 "(dirty tree, no commit recorded, or a commit not in this checkout)" + table_html(prov) + "</div>")
     P.append("<nav><ul>" + "".join(f"<li><a href='#{s['source']}'>{e(s['title'])}</a></li>" for s in rep["sections"]) + "</ul></nav>")
     for sec in rep["sections"]:
         P.append(f"<h2 id='{sec['source']}'>{e(sec['title'])}</h2>")
@@ -348,21 +556,24 @@ def html_page(rep: dict[str, Any]) -> str:
             anchor = f"{sec['source']}-{t['id']}"
             P.append(f"<section class='t' id='{e(anchor)}'><h3>{e(t['label'])}" + (f" — {e(t['caption'])}" if t["caption"] else "") + "</h3>")
             P.append(f"<p class='caption'>Source: {e(sec['source'])} {e(t['section'])}"
-                     + (f" · results <code>{e(t['result_file'])}.json</code>" if t["result_file"] else " · <span class='nyr'>not yet run</span>") + "</p>")
+                     + (" · results " + ", ".join(f"<code>{e(f)}.json</code>" for f in t["result_files"]) if t["result_files"]
+                        else " · <span class='nyr'>not yet run</span>") + f" · {e(_status_text(t).replace('`', ''))}</p>")
             rows, cols, g = _grid(t["cells"])
             if cols:
                 P.append("<table><tr><th>row</th>" + "".join(f"<th>{e(c)}</th>" for c in cols) + "</tr>")
                 for r in rows:
                     P.append(f"<tr><th>{e(r)}</th>" + "".join(f"<td>{_cell_text(g.get((r, c)), scales, True)}</td>" for c in cols) + "</tr>")
                 P.append("</table>")
+            P.extend(ours_html(o) for o in t["ours"])
             if t["figure"]:
                 P.append(f"<figure><img src='{e(t['figure'])}' alt='{e(t['label'])}'><figcaption class='caption'>"
                          f"{e(t['label'])} — {e(t['caption'])} (redrawn by make figures)</figcaption></figure>")
-            P.append(claim_list(t["claims"]) + "</section>")
+            P.append(claim_list(t["claims"], _units_note(t)) + "</section>")
         if sec["unattached_claims"]:
             P.append("<h3>Claims without a published table</h3>" + claim_list(sec["unattached_claims"]))
         for o in sec["other_results"]:
-            P.append(f"<section class='t'><h3>{e(o['file'])}</h3>"
+            P.append(f"<section class='t'><h3>{e(o['file'])}" + (f" — {e(o['title'])}" if o["title"] else "") + "</h3>"
+                     + "<p class='caption'>No published table.</p>" + ours_html(o)
                      + (f"<figure><img src='{e(o['figure'])}' alt='{e(o['file'])}'></figure>" if o["figure"] else "") + "</section>")
     P.append("</body></html>")
     return "\n".join(P) + "\n"

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import spearmanr
 
-from common import cli, published, recipes, section
+from common import claims, cli, published, recipes, section
 from common.data import load_pairs
 from common.evaluate import eval_cache_path, evaluate_run, mask_readout
 from common.forward import forward_pairs
@@ -184,7 +184,7 @@ def main(argv=None) -> dict:
         learned = first_step(traj, lambda r: r["watch_best_query_iou"] >= base["watch_best_query_iou"] + GAIN)
         forgot = first_step(traj, lambda r: r["lvis_kept_miou"] <= base["lvis_kept_miou"] - GAIN)
         best = max(traj, key=lambda r: r["watch_best_query_iou"])
-        verdicts.append(section.verdict(
+        verdicts.append(claims.check(
             f"{name}: the watch masks are learned (best-query IoU ≥ base + {GAIN}) before LVIS mIoU falls {GAIN}",
             learned is not None and (forgot is None or learned < forgot),
             f"first watch gain at step {learned}, first LVIS loss at step {forgot} (of {total}); best watch "
@@ -193,13 +193,13 @@ def main(argv=None) -> dict:
             f"{base['lvis_kept_miou']:.3f})",
             "Post 01 Table 4.2 / Post 02 §1: watch IoU 0.23 → 0.92, LVIS mIoU 56.4 → 53.9"))
         fin = traj[-1]
-        verdicts.append(section.verdict(
+        verdicts.append(claims.check(
             f"{name}: kept masks keep their size on LVIS (kept area ≥ ½ of base's at the end)",
             fin["lvis_kept_area"] >= 0.5 * base["lvis_kept_area"],
             f"LVIS kept-mask area {fin['lvis_kept_area']:.3f} vs base {base['lvis_kept_area']:.3f} (GT "
             f"{base['lvis_gt_area']:.3f}); watch {fin['watch_kept_area']:.4f} vs base {base['watch_kept_area']:.4f} "
             f"(GT {base['watch_gt_area']:.3f})"))
-        verdicts.append(section.verdict(
+        verdicts.append(claims.check(
             f"{name}: the score read-out is not the blocker (best-query − kept watch IoU < 0.02 at the end)",
             fin["watch_best_query_iou"] - fin["watch_kept_iou"] < 0.02,
             f"best-query {fin['watch_best_query_iou']:.3f} vs kept {fin['watch_kept_iou']:.3f}"))
@@ -214,7 +214,7 @@ def main(argv=None) -> dict:
     big = [c for c in concepts if c["gt_cells"] >= recipes.mask_size(args.scale) ** 2 / 16]
     for m in names:
         gain = float(np.mean([c[f"best_query_iou_{m}"] - c["best_query_iou_base"] for c in big])) if big else None
-        verdicts.append(section.verdict(
+        verdicts.append(claims.check(
             f"{m}: even the large concepts (GT ≥ 1/16 of the mask grid) gain ≥ {GAIN} best-query IoU",
             None if gain is None else gain >= GAIN,
             f"mean gain over {len(big)} large concepts " + ("n/a" if gain is None else f"{gain:+.3f}")))
@@ -225,7 +225,7 @@ def main(argv=None) -> dict:
     ceiling = {f"{g}_grid_{n}": {split: c["all"] for split, c in ceil[g].items()} for g, n in grids.items()}
     for g, what in (("mask", "the mask grid the loss sees"), ("token", "the ViT token grid")):
         c = ceil[g]
-        verdicts.append(section.verdict(
+        verdicts.append(claims.check(
             f"{what} is not the blocker (watch resolution ceiling ≥ {CEILING})", c["watch_test"]["all"] >= CEILING,
             f"GT through the {grids[g]}² grid: watch_test IoU {c['watch_test']['all']:.3f}, "
             f"lvis_val {c['lvis_val']['all']:.3f}"))
@@ -234,7 +234,7 @@ def main(argv=None) -> dict:
     paired = [(c["token_grid_ceiling"], c["best_query_iou_base"]) for c in concepts
               if c["token_grid_ceiling"] is not None and c["best_query_iou_base"] is not None]
     rho, pval = spearmanr(*zip(*paired))
-    verdicts.append(section.verdict(
+    verdicts.append(claims.check(
         f"the base segments the concepts the token grid resolves (Spearman ρ ≥ {RHO} over concepts, token-grid "
         "ceiling vs base best-query IoU)", bool(rho >= RHO),
         f"ρ = {rho:.2f} (p = {pval:.2g}) over {len(paired)} concepts"))
@@ -245,14 +245,14 @@ def main(argv=None) -> dict:
                  for res in ("resolved", "sub_token")}
         by_res[m] = {res: {"concepts": len(g), "mean_gain": float(np.mean(g)) if g else None} for res, g in gains.items()}
         hi, lo = by_res[m]["resolved"]["mean_gain"], by_res[m]["sub_token"]["mean_gain"]
-        verdicts.append(section.verdict(
+        verdicts.append(claims.check(
             f"{m}: its watch gains sit on the concepts the token grid resolves (mean best-query gain on concepts with "
             f"token-grid ceiling ≥ {RESOLVED} exceeds the rest's by ≥ {GAIN})",
             None if hi is None or lo is None else hi - lo >= GAIN,
             f"{hi:+.3f} over {by_res[m]['resolved']['concepts']} resolved concepts vs {lo:+.3f} over "
             f"{by_res[m]['sub_token']['concepts']} sub-token ones" if hi is not None and lo is not None else "n/a"))
     mem = memorize(args.scale, args.memorize_steps)
-    verdicts.append(section.verdict(
+    verdicts.append(claims.check(
         f"the model can draw watch masks it is fitted to (memorisation best-query IoU ≥ {MEMORIZED})",
         mem["best_query_iou_after"] >= MEMORIZED,
         f"{mem['pairs']} pairs on {mem['images']} watch_train images, {mem['steps']} full-batch steps at lr {mem['lr']:g}: "
@@ -260,7 +260,7 @@ def main(argv=None) -> dict:
     train_fit = [{"recipe": m, "watch_train_best_query_iou": readout(m, args.scale, "watch_train", None)["best_query_iou"],
                   "watch_test_best_query_iou": readout(m, args.scale, "watch_test", None)["best_query_iou"]} for m in models]
     for r in train_fit[1:]:
-        verdicts.append(section.verdict(
+        verdicts.append(claims.check(
             f"{r['recipe']}: fits its own training pairs (watch_train best-query IoU ≥ base + {GAIN})",
             r["watch_train_best_query_iou"] >= train_fit[0]["watch_train_best_query_iou"] + GAIN,
             f"watch_train {r['watch_train_best_query_iou']:.3f} vs base {train_fit[0]['watch_train_best_query_iou']:.3f} "
@@ -283,7 +283,7 @@ def main(argv=None) -> dict:
     b = headline[0]
     for h in headline[1:]:
         dw, dn, dl = h["watch_iou"] - b["watch_iou"], h["saco_neg_correct"] - b["saco_neg_correct"], h["lvis_miou"] - b["lvis_miou"]
-        verdicts.append(section.verdict(
+        verdicts.append(claims.check(
             f"{h['recipe']}: the posts' headline shape (watch IoU ≥ base + {GAIN}, SA-Co-like neg_correct ≤ base − "
             f"{COLLAPSE}, LVIS-like mIoU ≥ base − {GAIN})", dw >= GAIN and dn <= -COLLAPSE and dl >= -GAIN,
             f"watch IoU {b['watch_iou']:.3f} → {h['watch_iou']:.3f} ({dw:+.3f}), neg_correct "
@@ -300,8 +300,8 @@ def main(argv=None) -> dict:
     section.emit(args, "watch-learnability", rows, t0=t0, config={"recipes": names, "scale": args.scale,
                                                                   "min_step": MIN_STEP, "gain": GAIN,
                                                                   "memorize_steps": args.memorize_steps},
-                 script="scripts/diagnose_watch.py", title="Issue #3 diagnosis — watch learning vs forgetting",
-                 verdicts=verdicts, extra={"per_concept": concepts, "resolution_ceiling": ceiling,
+                 title="Issue #3 diagnosis — watch learning vs forgetting",
+                 checks=verdicts, extra={"per_concept": concepts, "resolution_ceiling": ceiling,
                                                     "token_ceiling_vs_base_iou": {"spearman_rho": float(rho),
                                                                                   "p_value": float(pval)},
                                                     "gain_by_token_resolution": by_res,

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import cli, recipes, section
+from common import claims, cli, recipes, section
 from common.io import DATA, atomic_write_bytes, cached_json
 from common.losses import LossWeights
 from common.model import SPECS, TINY_V3, TinySpec, build_model, config_hash, load_into, load_state
@@ -215,7 +215,7 @@ def verdicts(rows: dict[str, dict]) -> list[dict]:
         gained = sum(1 for k, v in r["per_concept"].items() if v - b["per_concept"].get(k, 0.0) >= 0.15)
         t = r["terms"]
         dice_falls = t["mask_dice"][1] < t["mask_dice"][0] if "mask_dice" in t else None
-        out.append(section.verdict(
+        out.append(claims.check(
             f"{cand}: learns the watch task (IoU ≥ base + 0.35, ≥ 27 concepts gain ≥ 0.15)",
             r["watch_iou"] >= b["watch_iou"] + 0.35 and gained >= 27,
             f"watch IoU {b['watch_iou']:.3f} → {r['watch_iou']:.3f} in {r['steps']} steps; {gained} concepts gain ≥ 0.15;"
@@ -224,7 +224,7 @@ def verdicts(rows: dict[str, dict]) -> list[dict]:
             f"({' → '.join(f'{x:.3f}' for x in t.get('mask_dice', []))})"))
     a, bb = get("A_v3_control", "watch_iou"), get("B_v4_control", "watch_iou")
     if a is not None and bb is not None:
-        out.append(section.verdict("the 16² ViT grid (v4) learns more watch IoU than the 8² grid (v3) in the same budget",
+        out.append(claims.check("the 16² ViT grid (v4) learns more watch IoU than the 8² grid (v3) in the same budget",
                                    bb - rows["base_v4"]["watch_iou"] > a - rows["base_v3"]["watch_iou"],
                                    f"gain v4 {bb - rows['base_v4']['watch_iou']:+.3f} vs v3 "
                                    f"{a - rows['base_v3']['watch_iou']:+.3f}"))
@@ -294,10 +294,10 @@ def main(argv: list[str] | None = None) -> dict:
              | {f"{k}_first_last": f"{v[0]:.3g} → {v[1]:.3g}" for k, v in r.get("terms", {}).items()
                 if k in ("total", "cls", "mask_dice")}
              for r in rows.values()]
-    section.emit(args, "learnability", table, t0=t0, script="scripts/learnability.py", section="diagnostics",
+    section.emit(args, "learnability", table, t0=t0, section="diagnostics",
                  title="Issue #15 — learnability candidates under one fixed compute budget",
                  config={"candidates": names, "budget_s": args.budget_s, "threads_per_job": threads, "jobs": args.jobs},
-                 verdicts=verdicts(rows), extra={"per_concept": {n: r["per_concept"] for n, r in rows.items()},
+                 checks=verdicts(rows), extra={"per_concept": {n: r["per_concept"] for n, r in rows.items()},
                                                  "terms": {n: r.get("terms") for n, r in rows.items()}},
                  figure=figure, md_keys=("candidate", "change", "token_grid", "steps", "s_per_step", "watch_iou", "watch_iou_everyday",
                           "watch_iou_jargon", "lvis_miou", "neg_correct", "total_first_last", "cls_first_last",

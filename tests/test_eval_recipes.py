@@ -34,8 +34,8 @@ def test_diagnose_watch_micro(tmp_path, monkeypatch):
     for r in res["rows"]:
         for k in ("watch_kept_iou", "watch_best_query_iou", "lvis_kept_miou", "lvis_best_query_miou"):
             assert 0 <= r[k] <= 1, (k, r[k])
-    assert {v["verdict"] for v in res["verdicts"]} <= {"holds", "does not hold", "not measurable"}
-    doc = json.loads((tmp_path / "res" / "micro" / "diagnostics" / "watch-learnability.json").read_text())
+    assert {v["verdict"] for v in res["verdicts"]} <= {"holds", "fails", "not measurable"}
+    doc = json.loads((tmp_path / "res" / "diagnostics" / "watch-learnability.json").read_text())
     assert doc["per_concept"] and "gt_cells" in doc["per_concept"][0]
     assert len(doc["resolution_ceiling"]) == 2  # the mask grid and the ViT token grid
     for c in doc["resolution_ceiling"].values():
@@ -48,7 +48,7 @@ def test_diagnose_watch_micro(tmp_path, monkeypatch):
     assert [r["recipe"] for r in doc["train_fit"]] == ["base", "fusion_only"]
     assert [r["recipe"] for r in doc["headline"]] == ["base", "fusion_only"]
     assert all(0 <= r["saco_neg_correct"] <= 1 for r in doc["headline"])
-    assert any("headline shape" in v.get("check", "") and "Table 3.1" in v.get("published", "") for v in doc["verdicts"])
+    assert any("headline shape" in v.get("check", "") and "Table 3.1" in v.get("published", "") for v in doc["checks"])
 
 
 def test_resolution_ceiling_is_one_at_full_resolution(monkeypatch):
@@ -82,6 +82,6 @@ def test_learnability_micro(tmp_path, monkeypatch):
         r = rows[name]
         assert r["steps"] >= 1 and r["s_per_step"] > 0 and 0 <= r["watch_iou"] <= 1 and 0 <= r["neg_correct"] <= 1
         assert set(r["terms"]["mask_dice"]) and len(r["terms"]["total"]) == 2 and r["per_concept"]
-    doc = json.loads((tmp_path / "res" / "micro" / "diagnostics" / "learnability.json").read_text())
-    assert doc["meta"]["base_hash"] and {v["verdict"] for v in doc["verdicts"]} <= {"holds", "does not hold"}
-    assert any("learns the watch task" in v["check"] for v in doc["verdicts"])
+    doc = json.loads((tmp_path / "res" / "diagnostics" / "learnability.json").read_text())
+    assert doc["meta"]["base_hash"] and {v["verdict"] for v in doc["checks"]} <= {"holds", "fails"}
+    assert any("learns the watch task" in v["check"] for v in doc["checks"])

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from common import mprank, recipes
+from common import claims, mprank, recipes
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -120,7 +120,7 @@ def _run(name: str, out: Path) -> dict:
 
 
 def _load(out: Path, table: str) -> dict:
-    return json.loads((out / "micro" / "post01" / f"table-{table}.json").read_text())
+    return json.loads((out / "post01" / f"table-{table}.json").read_text())  # --out is the scale's results directory
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -132,20 +132,28 @@ def test_script_micro(micro_env, script):
     for t in tables:
         res = _load(out, t)
         assert res["scale"] == "micro" and res["rows"] and res["script"] == f"post01/{script}.py"
+        # the one judge: the JSON's verdicts are the claims reading the table at its scale (none at micro); each such
+        # claim reads the file the script just wrote without error, finding every row and key it needs
+        reading = claims.claims_reading(f"post01/table-{t}")
+        assert {v["claim"] for v in res["verdicts"]} == {c.id for c in reading if "micro" in c.scales}
+        for c in reading:
+            v = claims.evaluate(c, claims.Results(out), "micro")
+            assert v.verdict in ("holds", "fails", "not measurable"), (c.id, v.verdict, v.detail)
         for ext in ("md",):
-            assert (out / "micro" / "post01" / f"table-{t}.{ext}").exists()
-        assert (out / "micro" / "post01" / f"fig-{t}.png").exists()
+            assert (out / "post01" / f"table-{t}.{ext}").exists()
+        assert (out / "post01" / f"fig-{t}.png").exists()
         assert mod.figure(res) is not None
     if script == "signal_rank":
         res = _load(out, "9.1")
         groups = {r["group"] for r in res["rows"]}
         assert {"self_attn_out_proj", "cross_attn_in_proj", "ffn", "overall", "cross_attn_in_proj_split"} <= groups
-        assert {v["claim"] for v in res["verdicts"]} == {"p01-9.1-ffn-widest"}
+        assert {c.id for c in claims.claims_reading("post01/table-9.1")} == {"p01-9.1-ffn-widest", "p01-9.1-ceiling-within-r48"}
     if script == "rank_trajectory":
         res = _load(out, "9.17")
         assert [r["row"] for r in res["rows"]][-3:] == ["end ep 1", "end ep 2", "end ep 3"]
         assert res["settle"]["step"] in {r["step"] for r in res["rows"]}
-        assert all(v["verdict"] in ("holds", "fails") for v in res["verdicts"])
+        assert all(claims.evaluate(c, claims.Results(out), "micro").verdict in ("holds", "fails")
+                   for c in claims.claims_reading("post01/table-9.17"))
     if script == "adalora_init":
         res = _load(out, "9.19")
         assert {r["init"] for r in res["rows"]} == {"paper", "lora_style"}
@@ -161,6 +169,8 @@ def test_script_micro(micro_env, script):
         res = _load(out, "9.14")
         assert len(res["rows"]) == 7
         verdicts = {r["key"]: r["verdict"] for r in res["rows"]}
+        assert set(verdicts.values()) <= set(claims.VERDICTS)  # the one vocabulary, no "confirmed"
         assert verdicts["same_circuit"] == "not yet run" and verdicts["rslora_shape"] == "not yet run"
+        assert all(claims.by_id(cid) for r in res["rows"] for cid in r["claims"])
         later = {x["key"]: x["verdict"] for x in res["later_predictions"]}
-        assert later["p01-9.17-mp-converges"] in ("confirmed", "not confirmed")
+        assert later["p01-9.17-mp-converges"] in ("holds", "fails")

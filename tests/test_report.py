@@ -22,6 +22,7 @@ LADDER = [(16, 0.50), (22, 0.40), (64, 0.60), (128, 0.70), (160, 0.65)]
 
 
 def _ladder(root: Path, scale: str = "tiny") -> Path:
+    root = report.results_root(scale, root)
     rows = [{"row": str(a), "alpha": a, "watch_iou": iou} for a, iou in LADDER]
     pubs = report.columns("post01", "9.15", {"watch_iou": "watch IoU"})
     return report.write_result("post01", "9.15", rows, published=pubs, meta={"seed": 0}, scale=scale, root=root)
@@ -94,12 +95,91 @@ def test_compare_on_temp_results(tmp_path: Path) -> None:
 def test_figures_on_temp_results(tmp_path: Path) -> None:
     _ladder(tmp_path)
     _recipes(tmp_path)
-    paths = figures.render_all(tmp_path)
-    names = {p.name for p in paths}
+    done = figures.render_all(tmp_path)
+    assert not done.failed
+    names = {p.name for p in done.figures}
     assert "fig-9.15.png" in names and "fig-9.2.png" in names
+    assert len(done.written) == 2 * len(done.figures) == len(set(done.written))  # PNG + SVG, each counted once
     rep = compare.build(tmp_path)
     t = next(t for s in rep["sections"] for t in s["tables"] if s["source"] == "post01" and t["id"] == "9.15")
     assert t["figure"] == "post01/fig-9.15.png"
+
+
+def test_figures_one_owner_per_file_and_failures_reported(tmp_path: Path) -> None:
+    """A script's own figure wins over the recipe-table figure of the same published table; a renderer that raises
+    is reported, the others are still drawn, and the command exits non-zero."""
+    _recipes(tmp_path)
+    rows = [{"row": "base SAM3", "recipe": "base", "watch_iou": 0.2}]
+    pubs = report.columns("post01", "9.2", {"watch_iou": "Watch IoU"})
+    report.write_result("post01", "9.2", rows, published=pubs, meta={}, scale="tiny", root=tmp_path, script="post01/lora_ranks.py")
+    report.write_result("post01", "9.15", [], meta={}, scale="tiny", root=tmp_path, script="post01/no_such_script.py")
+    jobs, errors = figures.plan(tmp_path)
+    owners = {j.out.name: j.owner for j in jobs}
+    assert owners["fig-9.2"] == "post01/lora_ranks.py" and owners["fig-4.2"] == "recipes.json"
+    assert len(jobs) == len({j.out for j in jobs})
+    assert "tiny:post01/table-9.15" in errors and "fig-9.15" not in owners
+    assert figures.main(["--results", str(tmp_path)]) == 1
+    assert (tmp_path / "post01" / "fig-4.2.png").exists()
+
+
+def test_compare_attaches_results_by_their_own_fields(tmp_path: Path) -> None:
+    """A results file whose `published` list maps nothing is attached to its table by its `section`/`table` fields:
+    never "not yet run", and its own rows are shown (Markdown and HTML)."""
+    report.write_result("rank_series", "86.1", [{"step": 1, "true_er_mean": 12.5}], meta={}, scale="tiny", root=tmp_path,
+                        script="rank_series/paper86_true_gradient_er.py")
+    rep = compare.build(tmp_path)
+    t = next(t for s in rep["sections"] for t in s["tables"] if s["source"] == "rank_series" and t["id"] == "86.1")
+    assert t["result_file"] == "rank_series/table-86.1" and t["reproduced"] == 0 and t["ours"][0]["rows"][0]["true_er_mean"] == 12.5
+    md = compare.markdown(rep)
+    sec = md[md.index("### Table 86.1"):md.index("### Table 86.2")]
+    assert "not yet run" not in sec and "Results exist" in sec and "| 1 | 12.5 |" in sec
+    page = compare.html_page(rep)
+    assert "<td>12.5</td>" in page
+
+
+def test_failing_claim_detail_is_marked_not_holding() -> None:
+    assert compare.detail_text({"verdict": "fails", "detail": "x: 0.004195 >= 0.3"}) == "✗ x: 0.004195 >= 0.3 — does not hold"
+    assert compare.detail_text({"verdict": "holds", "detail": "x: 0.5 >= 0.3"}) == "x: 0.5 >= 0.3"
+    assert compare.detail_text({"verdict": "fails", "detail": "a: 1 > 2 ✗; b: 3 > 2"}) == "a: 1 > 2 ✗; b: 3 > 2"
+    nm = compare.detail_text({"verdict": "not measurable", "detail": "precondition p fails (g: 0.1 >= 0.3); would read “holds”: y"})
+    assert nm == "precondition p fails (✗ g: 0.1 >= 0.3 — does not hold); would read “holds”: y"
+
+
+def test_compare_lists_results_that_do_not_pin_their_code(tmp_path: Path) -> None:
+    head = code_version().get("commit")
+    _ladder(tmp_path)  # run_meta-less: meta {"seed": 0}, no code recorded
+    _recipes(tmp_path)
+    doc = read_json(tmp_path / "recipes.json")
+    doc["meta"] = {"code": {"commit": head or "0" * 40, "dirty": True, "dirty_files": ["post02/new.py"]}}
+    (tmp_path / "recipes.json").write_text(json.dumps(doc))
+    rep = compare.build(tmp_path)
+    prov = rep["provenance"]["tiny"]
+    assert prov["post01/table-9.15"] == "no code commit recorded" and "dirty tree" in prov["recipes"]
+    assert "Provenance: 2 results file(s)" in compare.markdown(rep)
+
+
+def test_code_version_counts_untracked_scripts_as_dirty(tmp_path: Path, monkeypatch) -> None:
+    import common.io as cio
+
+    if shutil.which("git") is None:
+        pytest.skip("git absent")
+    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t", "-c", "commit.gpgsign=false"]
+    subprocess.run([*git, "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / "post01").mkdir()
+    (tmp_path / "post01" / "a.py").write_text("x = 1\n")
+    (tmp_path / "notes.txt").write_text("n\n")
+    subprocess.run([*git, "-C", str(tmp_path), "add", "."], check=True)
+    subprocess.run([*git, "-C", str(tmp_path), "commit", "-qm", "c"], check=True)
+    monkeypatch.setattr(cio, "ROOT", tmp_path)
+    assert code_version()["dirty"] is False
+    (tmp_path / "scratch.txt").write_text("untracked, not code\n")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "gen.py").write_text("# untracked outside the code folders\n")
+    assert code_version()["dirty"] is False
+    (tmp_path / "post02").mkdir()
+    (tmp_path / "post02" / "new_table.py").write_text("# a new script, not committed\n")
+    v = code_version()
+    assert v["dirty"] is True and v["dirty_files"] == ["post02/new_table.py"]
 
 
 def _chromium() -> str | None:
