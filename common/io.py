@@ -9,7 +9,6 @@ import contextlib
 import json
 import os
 import platform
-import random
 import subprocess
 import sys
 import tempfile
@@ -116,18 +115,6 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             out[name] = "absent"
     return out
-
-
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch (CPU) RNGs."""
-    random.seed(seed)
-    np.random.seed(seed)
-    try:
-        import torch
-
-        torch.manual_seed(seed)
-    except ImportError:  # pragma: no cover
-        pass
 
 
 #: Folders whose untracked ``*.py`` files count as code (a new script not yet committed makes the tree dirty).

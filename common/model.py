@@ -202,21 +202,6 @@ class WordTokenizer:
         return ids, mask
 
 
-class HFTokenizer:
-    """The real checkpoint's CLIP tokenizer (``sam3`` scale), same call signature as WordTokenizer."""
-
-    def __init__(self, path: str | Path, max_len: int = 32):
-        from transformers import AutoTokenizer
-
-        self.tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-        self.max_len = max_len
-
-    def __call__(self, phrases: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.tok(list(phrases), padding="max_length", max_length=self.max_len, truncation=True,
-                       return_tensors="pt")
-        return out["input_ids"], out["attention_mask"]
-
-
 # --------------------------------------------------------------------------- pixels
 def to_pixels(images: Sequence[np.ndarray], size: int) -> torch.Tensor:
     """uint8 HxWx3 images -> float ``[B,3,size,size]``: resize (bilinear), scale to [0,1], normalise mean=std=0.5.

@@ -14,7 +14,6 @@ Definitions (one m×n block weight W with gradient G = ∂L/∂W, averaged over 
 from __future__ import annotations
 
 import json
-import math
 from collections import defaultdict
 
 import torch
@@ -185,14 +184,3 @@ def ratio_k_for_er(er: float, ker32: float) -> int:
     """Paper 86's "optimal K" as we infer it from its table: the K whose K-constrained ER would equal
     ``er`` if K-constrained ER scales linearly (ER_K ≈ K·ER_32/32), i.e. round(32·er/ER_32)."""
     return int(round(32 * er / ker32)) if ker32 > 0 else 0
-
-
-def half_normal_er_ratio() -> float:
-    """Asymptotic ER/K of i.i.d. |N(0,1)| values: exp(−E[x ln x]/E[x]) · E[x] (≈ 0.60)."""
-    # E|x| = √(2/π); E[x ln x] for the half-normal by numerical quadrature
-    n, hi = 200_000, 12.0
-    xs = [(i + 0.5) * hi / n for i in range(n)]
-    dens = [math.sqrt(2 / math.pi) * math.exp(-x * x / 2) for x in xs]
-    ex = sum(x * d for x, d in zip(xs, dens)) * hi / n
-    exl = sum(x * math.log(x) * d for x, d in zip(xs, dens)) * hi / n
-    return ex * math.exp(-exl / ex)
