@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Sequence
@@ -49,6 +49,29 @@ def _init_worker(runs: str, threads: int) -> None:
 
     torch.set_num_threads(threads)
     recipes.RUNS = Path(runs)
+
+
+#: Seconds between the progress lines of runs training in worker processes.
+PROGRESS_EVERY_S = 30.0
+
+
+def progress_line(name: str, scale: str) -> str | None:
+    """``name: step s/total, loss, ETA`` of a run in progress, read from its run directory (config.json and the
+    last line of log.jsonl); None before its first logged step."""
+    from common import recipes
+    from common.io import read_json
+    from common.train import read_log
+
+    d = recipes.run_dir(name, scale)
+    log = read_log(d / "log.jsonl") if (d / "log.jsonl").exists() else []
+    if not log or not (d / "config.json").exists():
+        return None
+    total = read_json(d / "config.json")["recipe"].get("steps") or 0
+    last = log[-1]
+    step, el = int(last["step"]), float(last.get("elapsed_s", 0.0))
+    loss = last.get("loss_per_sample", last.get("loss"))
+    eta = el / max(step, 1) * max(total - step, 0)
+    return f"{name}: step {step}/{total}, loss {loss:.3f}, ETA {eta / 60:.1f} min"
 
 
 def _work(name: str, scale: str, suites: tuple[str, ...]) -> tuple[str, float]:
@@ -84,11 +107,18 @@ def train_and_score(names: Sequence[str], scale: str, suites: Sequence[str] = ("
         else:
             with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), initializer=_init_worker,
                                      initargs=(str(recipes.RUNS), threads_per_job)) as pool:
-                futs = [pool.submit(_work, n, scale, suites) for n in todo]
-                for f in as_completed(futs):
-                    n, dt = f.result()
-                    if verbose:
-                        print(f"  {n}: {dt:.0f} s (at {time.time() - t0:.0f} s)", flush=True)
+                futs = {pool.submit(_work, n, scale, suites): n for n in todo}
+                pending = set(futs)
+                while pending:
+                    done, pending = wait(pending, timeout=PROGRESS_EVERY_S, return_when=FIRST_COMPLETED)
+                    for f in done:
+                        n, dt = f.result()
+                        if verbose:
+                            print(f"  {n}: {dt:.0f} s (at {time.time() - t0:.0f} s)", flush=True)
+                    if verbose and not done:  # a periodic line per run in progress: step, loss, ETA
+                        lines = [line for line in (progress_line(futs[f], scale) for f in pending) if line]
+                        if lines:
+                            print(f"  [{time.time() - t0:.0f} s] " + "; ".join(lines), flush=True)
     out = {}
     for n in names:
         scores = evaluate.evaluate_run(n, scale, suites)

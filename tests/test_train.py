@@ -137,3 +137,19 @@ def test_sam3_per_group_learning_rates():
     groups = param_groups(model, trainable, r)
     assert sum(len(g["params"]) for g in groups) == len(trainable)
     assert len({g["lr_scale"] for g in groups}) == len(groups) and max(g["lr_scale"] for g in groups) == 1.0
+
+
+def test_runpool_progress_line_reads_step_loss_and_eta(tmp_path, monkeypatch):
+    """The periodic line `make table-9.15` prints for runs training in worker processes."""
+    import json
+
+    from common import recipes, runpool
+
+    monkeypatch.setattr(recipes, "RUNS", tmp_path)
+    d = recipes.run_dir("frozen_te", "micro")
+    d.mkdir(parents=True)
+    assert runpool.progress_line("frozen_te", "micro") is None  # nothing logged yet
+    (d / "config.json").write_text(json.dumps({"recipe": {"steps": 100}}))
+    (d / "log.jsonl").write_text("\n".join(json.dumps({"step": s, "loss_per_sample": 2.0 / s, "elapsed_s": 3.0 * s})
+                                           for s in (1, 2, 25)) + "\n")
+    assert runpool.progress_line("frozen_te", "micro") == "frozen_te: step 25/100, loss 0.080, ETA 3.8 min"
