@@ -122,22 +122,31 @@ def figure(result: dict):
     ax.set_xlabel("step")
     ax.set_ylabel("per-sample loss (smoothed)")
     ax.set_title(f"r=8 LoRA α ladder — training loss ({result['scale']})")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=4, frameon=False)  # off the curves
     alphas = [r["alpha"] for r in result["rows"]]
     bx.plot(alphas, [r["watch_iou"] for r in result["rows"]], "o-", color=report.PALETTE["ours"],
-            label=f"ours ({result['scale']})")
+            label=f"our watch IoU ({result['scale']})")
     pubv = [published.get("post01", "9.15", r["row"], "watch IoU") for r in result["rows"]]
-    report.mark_published(bx, alphas, pubv, label="published (SAM3)")
+    report.mark_published(bx, alphas, pubv, label="published watch IoU (SAM3)")
     bx.set_xscale("log", base=2)
     bx.set_xticks(alphas, [str(a) for a in alphas])
     bx.set_xlabel("α (r = 8)")
     bx.set_ylabel("watch IoU")
     cx = bx.twinx()
     cx.plot(alphas, [r["end_loss"] for r in result["rows"]], "s:", color="grey", ms=4, label="our end loss")
-    cx.set_ylabel("end loss (per-sample)", color="grey")
+    cx.set_ylabel("our end loss (per-sample)", color="grey")
+    dx = bx.twinx()  # the post's end loss is on another scale (SAM3's loss): its own axis, offset to the right
+    dx.spines["right"].set_position(("axes", 1.18))
+    dx.spines["right"].set_visible(True)
+    report.mark_published(dx, alphas, [published.get("post01", "9.15", r["row"], "end-loss") for r in result["rows"]],
+                          label="published end loss (SAM3)", color="#7f8c8d")
+    dx.set_ylabel("published end loss", color="#7f8c8d")
+    dx.grid(False)
     cx.grid(False)
     bx.axvline(22, color="grey", lw=0.8, ls="--")
-    bx.legend(fontsize=7, loc="lower right")
+    handles = [h for a in (bx, cx, dx) for h in a.get_legend_handles_labels()[0]]
+    labels = [lab for a in (bx, cx, dx) for lab in a.get_legend_handles_labels()[1]]
+    bx.legend(handles, labels, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
     bx.set_title("watch IoU vs α (dashed: rsLoRA α=22)")
     fig.tight_layout()
     return fig
