@@ -55,6 +55,12 @@ class Pair:
     width: int = 0
     image_root: str = ""
     source: str = ""  # the JSON file it came from
+    iscrowd: tuple[int, ...] = ()  # COCO ``iscrowd`` per mask (empty: none is a crowd region)
+
+    @property
+    def crowd_flags(self) -> list[int]:
+        """``iscrowd`` per mask: evaluation drops crowd GT as Meta's SA-Co evaluator does (``common.metrics``)."""
+        return list(self.iscrowd) or [0] * len(self.masks)
 
     @property
     def is_positive(self) -> bool:
@@ -305,8 +311,8 @@ def _images(doc: dict, path: Path, saco: bool) -> dict[Any, dict]:
     return out
 
 
-def _annotations(doc: dict, images: dict, path: Path) -> dict[Any, list[tuple[int | None, dict]]]:
-    """image/pair id -> [(category_id, RLE)] with every annotation validated."""
+def _annotations(doc: dict, images: dict, path: Path) -> dict[Any, list[tuple[int | None, dict, int]]]:
+    """image/pair id -> [(category_id, RLE, iscrowd)] with every annotation validated."""
     out: dict[Any, list] = {}
     for i, a in enumerate(doc["annotations"]):
         where = f"annotations[{i}] (id={a.get('id') if isinstance(a, dict) else '?'})"
@@ -318,7 +324,10 @@ def _annotations(doc: dict, images: dict, path: Path) -> dict[Any, list[tuple[in
             raise _err(path, where, "field 'bbox' must be [x, y, w, h]")
         im = images[iid]
         rle = _to_rle(seg, int(im.get("height", 0)), int(im.get("width", 0)), path, where)
-        out.setdefault(iid, []).append((a.get("category_id"), rle))
+        crowd = a.get("iscrowd", 0)
+        if crowd not in (0, 1) or isinstance(crowd, bool):
+            raise _err(path, where, f"field 'iscrowd' must be 0 or 1, got {crowd!r}")
+        out.setdefault(iid, []).append((a.get("category_id"), rle, crowd))
     return out
 
 
@@ -339,7 +348,8 @@ def _load_saco(doc: dict, path: Path, root: Path) -> list[Pair]:
     img_index: dict[str, int] = {}
     pairs = []
     for pid, im in images.items():
-        rles = [r for _, r in anns.get(pid, [])]
+        rles = [r for _, r, _ in anns.get(pid, [])]
+        crowd = tuple(c for _, _, c in anns.get(pid, []))
         h, w = _hw(im, rles)
         neg = None if rles else (im.get("neg_type") or "unlabelled")
         pairs.append(Pair(
@@ -348,7 +358,7 @@ def _load_saco(doc: dict, path: Path, root: Path) -> list[Pair]:
             is_exhaustive=bool(im.get("is_instance_exhaustive", 1)), neg_type=neg, world=im.get("world"),
             subset=im.get("subset") or default_subset,
             category_id=int(im["queried_category"]) if str(im.get("queried_category", "")).isdigit() else None,
-            height=h, width=w, image_root=str(root), source=str(path)))
+            height=h, width=w, image_root=str(root), source=str(path), iscrowd=crowd if any(crowd) else ()))
     return pairs
 
 
@@ -363,10 +373,12 @@ def _load_coco(doc: dict, path: Path, root: Path, negatives: str | None) -> list
     pairs: list[Pair] = []
     for iid, im in images.items():
         by_cat: dict[int, list[dict]] = {}
-        for i, (cid, rle) in enumerate(anns.get(iid, [])):
+        crowd_of: dict[int, list[int]] = {}
+        for i, (cid, rle, crowd) in enumerate(anns.get(iid, [])):
             if cid not in cats:
                 raise _err(path, f"annotation of image {iid!r}", f"field 'category_id' = {cid!r} is not in 'categories'")
             by_cat.setdefault(cid, []).append(rle)
+            crowd_of.setdefault(cid, []).append(crowd)
         not_exh = set(im.get("not_exhaustive_category_ids", []))
         for cid in sorted(by_cat):
             rles = by_cat[cid]
@@ -374,7 +386,7 @@ def _load_coco(doc: dict, path: Path, root: Path, negatives: str | None) -> list
             pairs.append(Pair(pair_id=f"{iid}/{cid}", image_id=iid, file_name=im["file_name"], phrase=cats[cid],
                               masks=rles, boxes=_boxes(rles), is_exhaustive=cid not in not_exh, neg_type=None,
                               world=world, category_id=cid, height=h, width=w, image_root=str(root),
-                              source=str(path)))
+                              source=str(path), iscrowd=tuple(crowd_of[cid]) if any(crowd_of[cid]) else ()))
         if negatives == "absent_categories":
             absent = im["neg_category_ids"] if "neg_category_ids" in im else [c for c in cats if c not in by_cat]
             h, w = _hw(im, [])

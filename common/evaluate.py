@@ -118,7 +118,7 @@ def score_watch(ds: PairDataset, preds: Sequence[Prediction]) -> dict:
 
 
 def _saco_inputs(ds: PairDataset, preds: Sequence[Prediction]) -> list[metrics.PairInput]:
-    return [metrics.PairInput(p.kept.masks, p.kept.scores, ds.gt_masks(p.pair),
+    return [metrics.PairInput(p.kept.masks, p.kept.scores, ds.gt_masks(p.pair), gt_iscrowd=p.pair.crowd_flags,
                               is_instance_exhaustive=p.pair.is_exhaustive,
                               meta={"pair_id": p.pair.pair_id, "subset": p.pair.subset, "neg_type": p.pair.neg_type,
                                     "presence_sigmoid": p.presence_sigmoid})

@@ -107,3 +107,46 @@ def test_sam3_scale_with_missing_or_empty_checkpoint_dir_is_a_clear_message(tmp_
     res = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_spectral.py"), "--scale", "huge"],
                          capture_output=True, text=True, env=env, timeout=120)
     assert res.returncode == 2 and "invalid choice: 'huge'" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_iscrowd_is_carried_and_crowd_gt_is_dropped_like_metas_evaluator(tmp_path):
+    """COCO ``iscrowd`` reaches the SA-Co metrics, which drop crowd GT (Meta's DemoEval marks it ``ignore``).
+
+    Hand-computed: pair A has a normal GT and a crowd GT, and one kept prediction equal to the normal GT → with the
+    crowd GT dropped TP 1, FP 0, FN 0 (counting the crowd GT would add a FN). Pair B's only GT is a
+    crowd region and nothing is kept → an image-level true negative (counting it: a missed positive, IL_MCC 0). The
+    posts' neg_correct still counts only pairs with no annotation at all (``common.metrics``)."""
+    import numpy as np
+    from PIL import Image
+
+    from common import metrics
+    from common.data import DataFormatError, load_pairs
+    from common.evaluate import Prediction, _saco_inputs
+    from common.worlds import encode_rle
+
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(tmp_path / "a.png")
+    sq = lambda x0: (lambda m: (m.__setitem__((slice(2, 10), slice(x0, x0 + 8)), True), m)[1])(np.zeros((20, 30), bool))  # noqa: E731
+    doc = {"info": {"description": "crowd"}, "categories": [{"id": 1, "name": "object"}],
+           "images": [{"id": i, "file_name": "a.png", "text_input": t, "width": 30, "height": 20,
+                       "is_instance_exhaustive": 1} for i, t in ((1, "a"), (2, "b"))],
+           "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "segmentation": encode_rle(sq(3)), "iscrowd": 0},
+                           {"id": 2, "image_id": 1, "category_id": 1, "segmentation": encode_rle(sq(15)), "iscrowd": 1},
+                           {"id": 3, "image_id": 2, "category_id": 1, "segmentation": encode_rle(sq(3)), "iscrowd": 1}]}
+    path = tmp_path / "saco.json"
+    path.write_text(json.dumps(doc))
+    ds = load_pairs(path)
+    a, b = list(ds)
+    assert a.crowd_flags == [0, 1] and b.crowd_flags == [1]
+    preds = [Prediction(a, metrics.Kept(sq(3)[None], np.array([0.9]), np.array([0])), np.zeros(1)),
+             Prediction(b, metrics.Kept(np.zeros((0, 20, 30), bool), np.zeros(0), np.zeros(0, int)), np.zeros(1))]
+    s = metrics.saco_eval(_saco_inputs(ds, preds)).summary
+    assert s["pmF1"] == pytest.approx(1.0, abs=1e-3) and s["IL_MCC"] == pytest.approx(1.0, abs=1e-3)  # A IL_TP, B IL_TN
+    flat = [metrics.PairInput(i.pred_masks, i.pred_scores, i.gt_masks, is_instance_exhaustive=True, meta=i.meta)
+            for i in _saco_inputs(ds, preds)]  # the same pairs with every crowd flag lost
+    s0 = metrics.saco_eval(flat).summary
+    # positive-micro F1 over TP 1, FP 0, FN 2 (A's crowd and B's crowd missed): P 1, R 1/3 → 0.5; B is an IL_FN
+    assert s0["pmF1"] == pytest.approx(0.5, abs=1e-3) and s0["IL_MCC"] == pytest.approx(0.0, abs=1e-3)
+    doc["annotations"][0]["iscrowd"] = 2
+    path.write_text(json.dumps(doc))
+    with pytest.raises(DataFormatError, match="iscrowd"):
+        load_pairs(path)
