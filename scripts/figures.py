@@ -94,17 +94,21 @@ def recipe_figure(spec: dict[str, Any], recipes_doc: dict[str, Any], scale: str)
             ours.append(None if v is None else v * factor)
             pubs.append(pub.get(spec["source"], spec["table"], row, col))
         if any(o is not None for o in ours):
-            panels.append((mlabel + (" (×100)" if factor != 1 else ""), xs, ours, pubs))
+            panels.append((mlabel + (" (×100)" if factor != 1 else ""), xs, ours, pubs,
+                           "score (0–100)" if factor != 1 else "fraction (0–1)"))
     if not panels:
         return None
     fig, axes = plt.subplots(1, len(panels), figsize=(min(3.6 * len(panels), 18), 3.6), squeeze=False)
-    for ax, (mlabel, xs, ours, pubs) in zip(axes[0], panels):
+    for ax, (mlabel, xs, ours, pubs, unit) in zip(axes[0], panels):
         pos = list(range(len(xs)))
         ax.bar(pos, [o or 0.0 for o in ours], color=report.PALETTE["ours"], alpha=0.85, label=f"ours ({scale})")
         report.mark_published(ax, pos, pubs, line=False)
         ax.set_xticks(pos, xs, rotation=45, ha="right", fontsize=7)
         ax.set_title(mlabel, fontsize=9)
-    axes[0][0].legend(fontsize=7)
+        ax.set_ylabel(unit, fontsize=8)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="upper right", frameon=False)  # off the bars
+    fig.tight_layout(rect=(0, 0, 0.94, 0.93))
     fig.suptitle(f"{spec['source']} Table {spec['table']} — recipes, ours vs published (printed units)", fontsize=10)
     return fig
 
