@@ -37,22 +37,6 @@ LORA_ABLE = recipes.ALL_LINEAR_BUT_TE
 FUSION04 = recipes.FUSION04
 
 
-# --------------------------------------------------------------------------- training, politely
-def train(recipe, scale: str, stale_s: float = 120, poll_s: float = 15):
-    """``recipes.train`` — but first wait while another process is training the same run (its config.json or
-    log.jsonl was written in the last ``stale_s`` seconds and it has no done.json): runs are cached by config hash
-    in a shared directory, and two writers of one run directory would corrupt it."""
-    import time
-
-    d = recipes.run_dir(recipe, scale)
-    while not (d / "done.json").exists():
-        touched = [p.stat().st_mtime for p in (d / "config.json", d / "log.jsonl") if p.exists()]
-        if not (touched and time.time() - max(touched) < stale_s):
-            break
-        time.sleep(poll_s)
-    return recipes.train(recipe, scale)
-
-
 # --------------------------------------------------------------------------- deltas
 def _state(model_or_state) -> Mapping[str, torch.Tensor]:
     return model_or_state.state_dict() if isinstance(model_or_state, torch.nn.Module) else model_or_state
@@ -79,7 +63,7 @@ def run_deltas(name: str, scale: str, include: Sequence[str] = LORA_ABLE, step: 
                ref: str | int = "base") -> dict[str, torch.Tensor]:
     """ΔW of recipe ``name`` (merged adapters; at saved ``step`` or final) against ``ref`` ("base", or a
     saved step of the same run) over the Linear modules under ``include``; trains the recipe if needed."""
-    train(name, scale)
+    recipes.train(name, scale)
     tuned = recipes.load_model(name, scale, step=step)
     base = recipes.load_model("base", scale) if ref == "base" else recipes.load_model(name, scale, step=int(ref))
     return linear_deltas(base, tuned, lora.linear_names(tuned, include=list(include)))
@@ -179,7 +163,7 @@ def trajectory(name: str, scale: str, steps: Sequence[int], include: Sequence[st
                variant: str = "rms") -> dict[int, dict[str, dict]]:
     """``{step: rank_stats(W(step) − W(0))}`` for the saved ``steps`` of run ``name`` (W(0) = its init,
     here the base model)."""
-    train(name, scale)
+    recipes.train(name, scale)
     base = recipes.load_model("base", scale)
     out = {}
     for s in steps:

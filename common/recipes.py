@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -24,7 +25,9 @@ from common.model import (MODULES, SPECS, WordTokenizer, build_model, config_has
 from common.presence import HEAD_PREFIXES
 from common.schedules import Schedule, match_then_boost
 
-RUNS = DATA / "runs"
+#: The environment variable naming the runs cache (default ``data/runs``); tests point it at a temporary directory and
+#: spawned worker processes inherit it (no module state to overwrite).
+RUNS_ENV = "SAM3_REPRO_RUNS"
 BASE_CHECKPOINT = DATA / "checkpoints" / "tiny_base.safetensors"
 BASE_MANIFEST = DATA / "checkpoints" / "tiny_base.json"
 
@@ -379,6 +382,11 @@ def resolve(name: str | Recipe, scale: str) -> Recipe:
     return r
 
 
+def runs_root() -> Path:
+    """Where training runs are cached: ``$SAM3_REPRO_RUNS`` if set, else ``data/runs``."""
+    return Path(os.environ.get(RUNS_ENV) or DATA / "runs")
+
+
 def run_hash(recipe: Recipe, scale: str, worlds_hash: str) -> str:
     """Config hash of a run: recipe, scale, worlds, and (recursively) its init run."""
     parent = init_hash(recipe.init, scale, worlds_hash)
@@ -416,7 +424,7 @@ def run_dir(name: str | Recipe, scale: str) -> Path:
     from common.worlds import worlds_hash
 
     r = resolve(name, scale)
-    return RUNS / scale / f"{r.name}-{run_hash(r, scale, worlds_hash(scale))}"
+    return runs_root() / scale / f"{r.name}-{run_hash(r, scale, worlds_hash(scale))}"
 
 
 def trained(name: str | Recipe, scale: str) -> bool:
@@ -441,7 +449,7 @@ def artifact_dir(name: str | Recipe, scale: str, train_if_missing: bool = True) 
     from common.worlds import worlds_hash
 
     if name == "base":
-        return RUNS / scale / f"base-{base_hash(scale, worlds_hash(scale))}"
+        return runs_root() / scale / f"base-{base_hash(scale, worlds_hash(scale))}"
     if train_if_missing:
         train(name, scale)
     return run_dir(name, scale)

@@ -10,7 +10,7 @@ is the same as training them one after another.
 
 The base model and the worlds are made ready in the calling process first, so workers never race to
 build them. Workers are spawned (not forked: torch's thread pools do not survive a fork) and get the
-caller's ``common.recipes.RUNS`` (tests point it at a temporary directory).
+caller's environment, ``$SAM3_REPRO_RUNS`` included (tests point it at a temporary directory).
 """
 from __future__ import annotations
 
@@ -42,13 +42,10 @@ def is_cached(name: str, scale: str, suites: Sequence[str]) -> bool:
     return recipes.trained(name, scale) and _eval_cache(name, scale, suites).exists()
 
 
-def _init_worker(runs: str, threads: int) -> None:
+def _init_worker(threads: int) -> None:
     import torch
 
-    from common import recipes
-
     torch.set_num_threads(threads)
-    recipes.RUNS = Path(runs)
 
 
 #: Seconds between the progress lines of runs training in worker processes.
@@ -106,7 +103,7 @@ def train_and_score(names: Sequence[str], scale: str, suites: Sequence[str] = ("
                     print(f"  {n}: {dt:.0f} s", flush=True)
         else:
             with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), initializer=_init_worker,
-                                     initargs=(str(recipes.RUNS), threads_per_job)) as pool:
+                                     initargs=(threads_per_job,)) as pool:
                 futs = {pool.submit(_work, n, scale, suites): n for n in todo}
                 pending = set(futs)
                 while pending:

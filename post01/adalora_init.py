@@ -71,7 +71,7 @@ def main(argv=None) -> dict:
 
     rows, zeros = [], {}
     for init, (name, label, p, lam, q) in INITS.items():
-        mprank.train(name, args.scale)
+        recipes.train(name, args.scale)
         total = recipes.run_steps(name, args.scale)
         step_1ep = mprank.step_for_fraction(total, 1 / 3)
         iou_1 = evaluate.evaluate_run(name, args.scale, ("watch",), step=step_1ep)["watch"]["iou"]

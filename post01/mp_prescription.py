@@ -154,7 +154,7 @@ def main(argv=None) -> dict:
             iou, trainable = evaluate.evaluate_run("base", args.scale, ("watch",))["watch"]["iou"], 0
         else:
             recipe = recipes.with_ranks(name, ranks) if name.startswith("lora_mp_") else name
-            run = mprank.train(recipe, args.scale)
+            run = recipes.train(recipe, args.scale)
             iou = evaluate.evaluate_run(recipe, args.scale, ("watch",))["watch"]["iou"]
             trainable = int(run.summary["trainable_params"])
         rows_913.append({"row": label, "recipe": key, "trainable": trainable, "pct_of_base": 100 * trainable / n_base,

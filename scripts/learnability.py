@@ -151,7 +151,7 @@ def run_candidate(name: str, scale: str, budget_s: float, threads: int, v3_check
     spec, state, source = spec_and_state(c.base, scale, Path(v3_checkpoint))
     h = config_hash({"recipe": c.recipe.to_dict(), "spec": dataclasses.asdict(spec), "base": Path(source).name,
                      "worlds": worlds_hash(scale), "budget_s": budget_s})
-    d = recipes.RUNS / scale / "learnability" / f"{name}-{h}"
+    d = recipes.runs_root() / scale / "learnability" / f"{name}-{h}"
 
     def compute() -> dict:
         paths = ensure_worlds(scale=scale)

@@ -22,7 +22,7 @@ from test_data import _write, files  # noqa: E402,F401  (the COCO / SA-Co fixtur
 
 @pytest.fixture(autouse=True)
 def runs_in_tmp(tmp_path, monkeypatch):
-    monkeypatch.setattr(recipes, "RUNS", tmp_path / "runs")
+    monkeypatch.setenv(recipes.RUNS_ENV, str(tmp_path / "runs"))
 
 
 def _load_bad(files, tmp_path, segmentation: dict):

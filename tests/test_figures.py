@@ -96,7 +96,7 @@ def test_a_micro_run_repeats_bit_for_bit(tmp_path, monkeypatch) -> None:
     try:
         runs = []
         for i in range(2):
-            monkeypatch.setattr(recipes, "RUNS", tmp_path / f"runs{i}")
+            monkeypatch.setenv(recipes.RUNS_ENV, str(tmp_path / f"runs{i}"))
             runs.append(recipes.train("frozen_te", "micro", progress=False))
     finally:
         torch.set_num_threads(threads)

@@ -7,10 +7,10 @@ from common import recipes
 def test_make_base_micro(tmp_path, monkeypatch):
     import sys
 
-    sys.path.insert(0, str(recipes.RUNS.parent.parent / "scripts"))
+    sys.path.insert(0, str(recipes.DATA.parent / "scripts"))
     import make_base
 
-    monkeypatch.setattr(recipes, "RUNS", tmp_path / "runs")
+    monkeypatch.setenv(recipes.RUNS_ENV, str(tmp_path / "runs"))
     monkeypatch.setattr(sys, "argv", ["make_base.py", "--scale", "micro", "--out", str(tmp_path / "base")])
     make_base.main()
     out = json.loads((tmp_path / "base" / "base.json").read_text())

@@ -18,7 +18,7 @@ def runs_dir(tmp_path_factory):
     """One temporary runs directory for the module: micro runs train once and are shared by the scripts."""
     with pytest.MonkeyPatch.context() as mp:
         d = tmp_path_factory.mktemp("runs")
-        mp.setattr(recipes, "RUNS", d)
+        mp.setenv(recipes.RUNS_ENV, str(d))
         yield d
 
 
@@ -232,7 +232,7 @@ def test_section_clean_and_markdown():
 
 
 def test_runpool_spawned_workers_use_the_callers_runs_dir(runs_dir):
-    """Two spawned workers (jobs=2) score a new suite for trained runs; the cache lands in the caller's RUNS."""
+    """Two spawned workers (jobs=2) score a new suite for trained runs; the cache lands in the caller's runs directory ($SAM3_REPRO_RUNS, inherited)."""
     recipes.train("lora_r8_a8", "micro", progress=False)
     recipes.train("fusion_only", "micro", progress=False)
     got = runpool.train_and_score(["lora_r8_a8", "fusion_only"], "micro", suites=("lvis",), jobs=2, verbose=False)

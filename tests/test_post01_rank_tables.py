@@ -78,25 +78,31 @@ def test_summarise_and_settle_step():
     assert mprank.step_for_fraction(249, 50 / 15939) == 1 and mprank.step_for_fraction(249, 1.0) == 249
 
 
-def test_train_waits_for_a_run_in_progress(tmp_path, monkeypatch):
+def test_a_second_trainer_of_one_run_waits_for_the_lock(tmp_path):
+    """One guard per run directory: ``recipes.train`` holds ``common.io.exclusive`` on it, so a second process (here:
+    a thread with its own file handle) waits until the first lets go, then reuses the finished run."""
     import threading
     import time
 
-    d = tmp_path / "run"
-    d.mkdir()
-    (d / "log.jsonl").write_text("{}\n")  # another process is writing this run right now
-    monkeypatch.setattr(recipes, "run_dir", lambda name, scale: d)
-    seen = []
-    monkeypatch.setattr(recipes, "train", lambda name, scale: seen.append((d / "done.json").exists()) or "ok")
-    threading.Timer(0.3, lambda: (d / "done.json").write_text("{}")).start()
+    from common.io import exclusive
+
+    lock, seen = tmp_path / ".run.lock", []
+    held = threading.Event()
+
+    def first():
+        with exclusive(lock):
+            held.set()
+            time.sleep(0.3)
+            seen.append("first done")
+
+    t = threading.Thread(target=first)
+    t.start()
+    held.wait()
     t0 = time.time()
-    assert mprank.train("x", "micro", poll_s=0.05) == "ok"
-    assert seen == [True] and time.time() - t0 >= 0.25
-    (d / "done.json").unlink()
-    old = time.time() - 1000
-    import os
-    os.utime(d / "log.jsonl", (old, old))  # a stale log (crashed run): resume at once
-    assert mprank.train("x", "micro", poll_s=0.05) == "ok" and seen == [True, False]
+    with exclusive(lock):
+        seen.append("second")
+    t.join()
+    assert seen == ["first done", "second"] and time.time() - t0 >= 0.25
 
 
 # --------------------------------------------------------------------------- scripts at micro scale
@@ -108,11 +114,9 @@ def micro_env(tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
     out = tmp_path_factory.mktemp("out")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(recipes, "RUNS", runs)
+        mp.setenv(recipes.RUNS_ENV, str(runs))
         mp.syspath_prepend(str(ROOT))
         yield out
-
-
 def _run(name: str, out: Path) -> dict:
     mod = importlib.import_module(f"post01.{name}")
     mod.main(["--scale", "micro", "--out", str(out)])

@@ -22,7 +22,7 @@ def runs_dir(tmp_path_factory):
     """One temporary runs directory for the module (micro runs train once and are shared)."""
     with pytest.MonkeyPatch.context() as mp:
         d = tmp_path_factory.mktemp("runs")
-        mp.setattr(recipes, "RUNS", d)
+        mp.setenv(recipes.RUNS_ENV, str(d))
         yield d
 
 

@@ -13,7 +13,7 @@ from common.model import load_state
 
 @pytest.fixture(autouse=True)
 def runs_in_tmp(tmp_path, monkeypatch):
-    monkeypatch.setattr(recipes, "RUNS", tmp_path / "runs")
+    monkeypatch.setenv(recipes.RUNS_ENV, str(tmp_path / "runs"))
 
 
 def _digest(t: torch.Tensor) -> str:
@@ -46,7 +46,7 @@ def test_frozen_tensors_are_byte_identical_to_base():
 def test_resume_matches_uninterrupted_run(tmp_path, monkeypatch):
     ref = recipes.train("frozen_te", "micro", progress=False)
     ref_state = load_state(ref.final)
-    monkeypatch.setattr(recipes, "RUNS", tmp_path / "runs2")
+    monkeypatch.setenv(recipes.RUNS_ENV, str(tmp_path / "runs2"))
     calls = {"n": 0}
     accum = recipes.resolve("frozen_te", "micro").grad_accum  # extra_loss runs once per micro-batch
 
@@ -93,7 +93,7 @@ def test_mask_readout_covers_positive_pairs(monkeypatch, tmp_path):
     from common.model import SPECS
     from common.worlds import ensure_worlds
 
-    monkeypatch.setattr(recipes, "RUNS", tmp_path / "runs")
+    monkeypatch.setenv(recipes.RUNS_ENV, str(tmp_path / "runs"))
     ds = load_pairs(ensure_worlds(scale="micro")["watch_test"])
     model = recipes.load_model("base", "micro")
     tok = recipes.tokenizer_for("micro")
@@ -145,7 +145,7 @@ def test_runpool_progress_line_reads_step_loss_and_eta(tmp_path, monkeypatch):
 
     from common import recipes, runpool
 
-    monkeypatch.setattr(recipes, "RUNS", tmp_path)
+    monkeypatch.setenv(recipes.RUNS_ENV, str(tmp_path))
     d = recipes.run_dir("frozen_te", "micro")
     d.mkdir(parents=True)
     assert runpool.progress_line("frozen_te", "micro") is None  # nothing logged yet
