@@ -66,8 +66,15 @@ rank-series: $(VENV) ## rank series papers 81-88 (SCALE=tiny default; runs cache
 presence-only: $(VENV) ## Post 02 §5 Tables 5.1 + 5.2: retrain only the presence gate of lvis_replay (the repair; cached gate input)
 	$(PY) post02/presence_only.py --scale $(SCALE)
 
-post02: $(VENV) ## every Post 02 table and figure written so far (results/post02/)
+post02: $(VENV) ## every Post 02 table and figure written so far (results/post02/; presence_only first: later tables read its model)
 	$(PY) post02/presence_only.py --scale $(SCALE)
+	$(PY) post02/what_broke.py --scale $(SCALE)
+	$(PY) post02/headline.py --scale $(SCALE)
+	$(PY) post02/replay_vs_recovery.py --scale $(SCALE)
+	$(PY) post02/train_eval_overlap.py --scale $(SCALE)
+	$(PY) post02/activation_drift.py --scale $(SCALE)
+	$(PY) post02/weight_movement.py --scale $(SCALE)
+	$(PY) post02/bias_direction.py --scale $(SCALE)
 
 .PHONY: table-9.15 post01-lora
 table-9.15: $(VENV) ## Post 01 Table 9.15 + Fig 9.15: r=8 LoRA α ladder (watch IoU only; runs train in parallel, JOBS=n)

@@ -194,6 +194,13 @@ def flat_scores(scores: dict) -> dict[str, float | None]:
             "lvis_miou": lv.get("mIoU"), "lvis_pmF1": lv.get("pmF1")}
 
 
+def recipe_rows(labels: dict, scale: str) -> list[dict]:
+    """One table row per ``{published row label: recipe}`` (a name, a Recipe, or "base"): ``row``, ``recipe`` and the
+    recipe's :func:`flat_scores` (fractions), trained and scored through the caches (Post 02 Tables 1.1–5.2)."""
+    return [{"row": label, "recipe": getattr(name, "name", name), **flat_scores(evaluate_run(name, scale))}
+            for label, name in labels.items()]
+
+
 def eval_cache_path(name, scale: str, suites: Sequence[str] = tuple(SUITES), step: int | None = None,
                     train_if_missing: bool = True):
     """The cache file of :func:`evaluate_run`: ``<artifact dir>/eval-<step|final>-<suites>.json``."""

@@ -160,13 +160,23 @@ def write_result(section: str, table_id: str, rows: Sequence[dict[str, Any]], *,
     return atomic_write_json(root / section / f"{stem}.json", doc)
 
 
-def columns(source: str, table: str, keys: dict[str, str | tuple[str, float]]) -> list[dict[str, Any]]:
-    """Build ``published`` entries: ``{"watch_iou": "watch IoU", "neg_correct": ("neg-correct", 100)}``."""
+def columns(source: str, table: str, keys: dict[str, str | tuple[str, float]],
+            row_factors: dict[str, float] | None = None) -> list[dict[str, Any]]:
+    """Build ``published`` entries: ``{"watch_iou": "watch IoU", "neg_correct": ("neg-correct", 100)}``.
+
+    ``row_factors`` is for a table whose rows are metrics (Post 02 Tables 1.1, 4.1: one printed unit per row):
+    ``{row label: factor}`` overrides the column's factor on that row."""
     out = []
     for key, col in keys.items():
         name, factor = (col, 1.0) if isinstance(col, str) else col
-        out.append({"source": source, "table": table, "column": name, "key": key, "factor": factor})
+        out.append({"source": source, "table": table, "column": name, "key": key, "factor": factor,
+                    **({"row_factors": dict(row_factors)} if row_factors else {})})
     return out
+
+
+def factor_of(spec: dict[str, Any], row: Any) -> float:
+    """The factor that takes our value on ``row`` to the printed unit of the published column ``spec``."""
+    return float((spec.get("row_factors") or {}).get(str(row), spec.get("factor", 1.0)))
 
 
 def pairs(result: dict[str, Any]) -> list[dict[str, Any]]:
@@ -183,12 +193,21 @@ def pairs(result: dict[str, Any]) -> list[dict[str, Any]]:
                 p = pub.value(spec["source"], spec["table"], str(label), spec["column"])
             except (KeyError, FileNotFoundError):
                 p = None
-            ours_printed_unit = None if ours is None else float(ours) * float(spec.get("factor", 1.0))
+            ours_printed_unit = None if ours is None else float(ours) * factor_of(spec, label)
             out.append({"source": spec["source"], "table": spec["table"], "row": str(label), "column": spec["column"],
                         "key": spec["key"], "ours": ours_printed_unit, "published": None if p is None else p["value"],
                         "printed": None if p is None else p["printed"], "unit": None if p is None else p["unit"],
                         "diff": None if p is None or ours is None else ours_printed_unit - p["value"]})
     return out
+
+
+def transpose(rows: Sequence[dict[str, Any]], metrics: dict[str, str], columns: dict[str, str],
+              by: str = "recipe") -> list[dict[str, Any]]:
+    """Recipe rows → metric rows, for a table printed with metrics as rows (Post 02 Tables 1.1, 4.1): one row per
+    ``{row label: metric key}``, one key per ``{column key: rows' `by` value}``; absent values stay None."""
+    index = {r[by]: r for r in rows}
+    return [{"row": label, "metric": key, **{ck: (index.get(rv) or {}).get(key) for ck, rv in columns.items()}}
+            for label, key in metrics.items()]
 
 
 def fmt_cell(v: Any) -> str:
@@ -229,7 +248,9 @@ def markdown_table(rows: Sequence[dict[str, Any]], published: Sequence[dict[str,
         lines.append("| " + " | ".join(cells) + " |")
     if specs:
         src = "; ".join(f"`{k}` ← {p['source']} Table {p['table']}, column “{p['column']}”".replace("|", "\\|")
-                        + (f" (ours ×{p['factor']:g})" if float(p.get('factor', 1)) != 1 else "") for k, p in specs.items())
+                        + (f" (ours ×{p['factor']:g})" if float(p.get('factor', 1)) != 1 else "")
+                        + ("; ours × " + ", ".join(f"{f:g} on “{r}”" for r, f in p["row_factors"].items() if f != 1)
+                           if p.get("row_factors") else "") for k, p in specs.items())
         lines.append("")
         lines.append(f"Published values by row label (`row`): {src}.")
     return "\n".join(lines) + "\n"

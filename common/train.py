@@ -103,17 +103,26 @@ def stream_for_step(step: int, everys: Sequence[int]) -> tuple[int, int]:
 
     Stream 0 is primary; stream j ≥ 1 with cadence N_j supplies step s when (s + j − 1) mod N_j == 0,
     i.e. the last step of each window of N_j (stream 1 at 10, 20, …; stream 2 at 9, 19, …), so two
-    secondary streams at the same cadence never collide and every run starts on the primary stream.
+    secondary streams at the same cadence never collide and every run starts on the primary stream; where two
+    cadences share a step, the earlier stream takes it.
     """
-    def served(j: int, upto: int) -> int:  # batches stream j supplied in steps 1..upto
-        if j == 0:
-            return upto - sum(served(i, upto) for i in range(1, len(everys)))
-        return (upto + j - 1) // everys[j]
-
     for j in range(1, len(everys)):
         if (step + j - 1) % everys[j] == 0:
-            return j, served(j, step - 1)
-    return 0, served(0, step - 1)
+            return j, stream_counts(step - 1, everys)[j]
+    return 0, stream_counts(step - 1, everys)[0]
+
+
+def stream_counts(steps: int, everys: Sequence[int]) -> list[int]:
+    """How many of steps 1..``steps`` each stream supplies (the cadence rule of :func:`stream_for_step`); × the
+    recipe's ``grad_accum`` and images per batch, a run's exposure to each stream (Post 02 Table 4.1)."""
+    s = np.arange(1, steps + 1)
+    taken = np.zeros(steps, dtype=bool)
+    counts = []
+    for j in range(1, len(everys)):  # an earlier secondary stream wins a step two cadences share
+        mine = ((s + j - 1) % everys[j] == 0) & ~taken
+        counts.append(int(mine.sum()))
+        taken |= mine
+    return [steps - sum(counts), *counts]
 
 
 def make_batch(sampler: StreamSampler, first_visit: int, n_images: int, rng: np.random.Generator,

@@ -31,7 +31,7 @@ import torch
 from common import cli, presence, published, recipes, report, section
 from common.claims import NotYetRun, Outcome, Results, claim, cmp, every, ordered
 from common.data import load_pairs
-from common.evaluate import evaluate_run, flat_scores
+from common.evaluate import recipe_rows
 from common.metrics import presence_auc
 from common.model import SPECS
 from common.probes import logistic_probe_auc
@@ -72,11 +72,6 @@ def repair_recipe(source: str, scale: str, steps: int | None, lr: float | None, 
         tag += f"_pw{pos_weight:g}"
     tag += "" if seed == r.seed else f"_seed{seed}"
     return replace(r, name=r.name + tag, **changes)
-
-
-def suite_row(label: str, recipe: str, scores: dict) -> dict:
-    """One Table 5.2 row: the recipe's flat metrics (fractions)."""
-    return {"row": label, "recipe": recipe, **flat_scores(scores)}
 
 
 def probe_rows(scale: str, source: str, repaired: list[recipes.Recipe], seed: int) -> list[dict]:
@@ -142,10 +137,8 @@ def main(argv: list[str] | None = None) -> dict:
     # Table 5.2: the endpoint beside the data-side recipes
     reference = REFERENCE_ROWS if args.source == recipes.PRESENCE_ONLY.init else {
         "base SAM3": "base", **({} if recipes.is_checkpoint_path(args.source) else {args.source: args.source})}
-    rows52 = [suite_row(label, name, evaluate_run(name, scale)) for label, name in reference.items()]
-    rows52.append(suite_row(REPAIRED_LABEL if plain.name == "presence_only" else plain.name, plain.name, evaluate_run(plain, scale)))
-    if weighted is not None:
-        rows52.append(suite_row(f"presence_only, pos_weight {args.pos_weight:g}", weighted.name, evaluate_run(weighted, scale)))
+    rows52 = recipe_rows({**reference, (REPAIRED_LABEL if plain.name == "presence_only" else plain.name): plain,
+                          **({f"presence_only, pos_weight {args.pos_weight:g}": weighted} if weighted else {})}, scale)
     probes = probe_rows(scale, args.source, [r for r in (plain, weighted) if r is not None], args.seed)
     section.emit(args, "5.2", rows52, t0=t0, section="post02", figure=figure,
                  config={"recipes": [r.to_dict() for r in (plain, weighted) if r is not None], "scale": scale},

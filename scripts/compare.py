@@ -48,7 +48,8 @@ CG, PM, MCC = ("saco", "cgF1", 100.0), ("saco", "pmF1", 100.0), ("saco", "IL_MCC
 POSMEAN, MEANMASK = ("saco", "pos_mean_IoU", 100.0), ("saco", "mean_mask_IoU", 100.0)
 LORA = {f"LoRA F[0..4] r={k}": f"lora_r{k}" for k in (8, 16, 32, 48)}
 #: How results/recipes.json fills published tables: published row → recipe, column → (suite, metric, factor
-#: to the printed unit). ``transposed``: the table's rows are metrics and its columns recipes.
+#: to the printed unit). Tables whose script reads the recipes itself (Post 02's) are not listed: the script's own
+#: ``published`` entries attach them.
 RECIPE_TABLES: list[dict[str, Any]] = [
     {"source": "post01", "table": "4.2", "rows": {"all-trainable fine-tune": "all_trainable", "frozen-TE fine-tune": "frozen_te"},
      "columns": {"Watch IoU": WATCH_IOU, "Watch Dice": ("watch", "dice", 100.0), "SA-Co/Gold cgF1": CG}},
@@ -63,23 +64,6 @@ RECIPE_TABLES: list[dict[str, Any]] = [
      "rows": {"base SAM3 (no fine-tune)": "base", "LoRA F[0..4] r=48 (std α)": "lora_r48", "fusion04_only (full-rank)": "fusion_only",
               "frozen-TE full FT": "frozen_te", "all-trainable full FT": "all_trainable"},
      "columns": {"watch IoU": WATCH_IOU}},
-    {"source": "post02", "table": "1.1", "transposed": True, "columns": {"base SAM3": "base", "watch FT (frozen-TE)": "frozen_te"},
-     "rows": {"neg_correct": NEG, "cgF1": CG, "IL_MCC": MCC, "mean_mask_IoU": MEANMASK, "pmF1": PM, "pos_mean_IoU": POSMEAN,
-              "LVIS mIoU": ("lvis", "mIoU", 100.0)}},
-    {"source": "post02", "table": "3.1",
-     "rows": {"base SAM3": "base", "frozen-TE FT (no replay)": "frozen_te", "lvis_replay (N=10, positive-only)": "lvis_replay",
-              "lvis_replay_n100 (N=100, sparsity ablation)": "lvis_replay_n100", "lvis_replay_neg (adds negatives stream)": "lvis_replay_neg",
-              "recovery@2000 (post-hoc, no negatives)": "recovery"},
-     "columns": {"Watch IoU": WATCH_IOU, "LVIS mIoU": ("lvis", "mIoU", 100.0), "LVIS pmF1": ("lvis", "pmF1", 100.0), "SA-Co pmF1": PM,
-                 "SA-Co cgF1": CG, "SA-Co IL_MCC": MCC, "SA-Co pos_mean": POSMEAN, "SA-Co neg_correct": NEG}},
-    {"source": "post02", "table": "4.1", "transposed": True,
-     "columns": {"lvis_replay": "lvis_replay", "recovery@2000": "recovery", "base SAM3 (ref)": "base"},
-     "rows": {"Watch IoU": WATCH_IOU, "LVIS mIoU": ("lvis", "mIoU", 100.0), "SA-Co pos_mean_IoU": POSMEAN}},
-    {"source": "post02", "table": "5.2",
-     "rows": {"base SAM3": "base", "lvis_replay": "lvis_replay", "recovery@2000": "recovery",
-              "lvis_replay_neg (full FT + negatives)": "lvis_replay_neg", "presence_only (162 s on top of lvis_replay)": "presence_only"},
-     "columns": {"Watch IoU": WATCH_IOU, "SA-Co cgF1": CG, "SA-Co IL_MCC": MCC, "SA-Co mean_mask_IoU": MEANMASK, "SA-Co pos_mean": POSMEAN,
-                 "SA-Co neg_correct": NEG}},
 ]
 
 
@@ -117,9 +101,8 @@ def reproduced(results: dict[str, dict[str, Any]]) -> dict[tuple[str, str, str, 
     idx: dict[tuple[str, str, str, str], dict[str, Any]] = {}
     if "recipes" in results and "error" not in results["recipes"]:
         for spec in RECIPE_TABLES:
-            for prow, a in spec["rows"].items():
-                for pcol, b in spec["columns"].items():
-                    recipe, (suite, metric, factor) = (b, a) if spec.get("transposed") else (a, b)
+            for prow, recipe in spec["rows"].items():
+                for pcol, (suite, metric, factor) in spec["columns"].items():
                     v = _recipe_value(results["recipes"], recipe, suite, metric)
                     if v is not None:
                         idx[(spec["source"], spec["table"], prow, pcol)] = {"value": v * factor, "file": "recipes"}
@@ -237,15 +220,17 @@ def _rescaled(source: str, tid: str, docs: list[dict[str, Any]]) -> list[str]:
     """The published columns of a table whose printed unit is ours × a factor ≠ 1 (recipe tables and ``published``
     entries), so the claims under it can say their details quote the stored fraction."""
     cols: dict[str, float] = {}
+    rows: dict[str, float] = {}
     for spec in RECIPE_TABLES:
         if spec["source"] == source and spec["table"] == tid:
-            for label, (_, _, factor) in spec["rows" if spec.get("transposed") else "columns"].items():
+            for label, (_, _, factor) in spec["columns"].items():
                 cols[label] = factor
     for d in docs:
         for p in d.get("published") or []:
             if p.get("source") == source and str(p.get("table")) == tid:
                 cols[p["column"]] = float(p.get("factor", 1))
-    return [f"{c} (×{f:g})" for c, f in cols.items() if f != 1]
+                rows.update({r: f for r, f in (p.get("row_factors") or {}).items() if f != 1})
+    return [f"{c} (×{f:g})" for c, f in cols.items() if f != 1] + [f"row {r} (×{f:g})" for r, f in rows.items()]
 
 
 def _figure_rel(root: Path, source: str, tid: str, owners: list[tuple[str, dict[str, Any]]] = ()) -> str | None:

@@ -81,18 +81,14 @@ def recipe_figure(spec: dict[str, Any], recipes_doc: dict[str, Any], scale: str)
     """Ours (bars) vs published (hollow markers) for one recipe table, one panel per column."""
     import matplotlib.pyplot as plt
 
-    transposed = spec.get("transposed", False)
-    recipes_of = spec["columns"] if transposed else spec["rows"]
-    metrics_of = spec["rows"] if transposed else spec["columns"]
     panels = []
-    for mlabel, (suite, metric, factor) in metrics_of.items():
+    for mlabel, (suite, metric, factor) in spec["columns"].items():
         xs, ours, pubs = [], [], []
-        for rlabel, recipe in recipes_of.items():
-            row, col = (mlabel, rlabel) if transposed else (rlabel, mlabel)
+        for rlabel, recipe in spec["rows"].items():
             v = compare._recipe_value(recipes_doc, recipe, suite, metric)
             xs.append(recipe)
             ours.append(None if v is None else v * factor)
-            pubs.append(pub.get(spec["source"], spec["table"], row, col))
+            pubs.append(pub.get(spec["source"], spec["table"], rlabel, mlabel))
         if any(o is not None for o in ours):
             panels.append((mlabel + (" (×100)" if factor != 1 else ""), xs, ours, pubs,
                            "score (0–100)" if factor != 1 else "fraction (0–1)"))

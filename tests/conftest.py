@@ -10,5 +10,5 @@ E2E_MODULES = {"test_post01_lora_tables", "test_post01_rank_tables", "test_eval_
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if item.module.__name__.rsplit(".", 1)[-1] in E2E_MODULES or item.name.endswith(("_micro", "_script_micro")):
+        if item.module.__name__.rsplit(".", 1)[-1] in E2E_MODULES or getattr(item, "originalname", item.name).endswith("_micro"):
             item.add_marker(pytest.mark.e2e)

@@ -1,0 +1,60 @@
+"""Activations at named slots of the model, over an image × phrase grid (Post 02 §06 drift; Post 01 §3–§6 patching
+and CKA read the same slots).
+
+Slots: ``fusion[i]`` is fusion-encoder layer i's output (the image tokens conditioned on the prompt, [tokens, d]; see
+ARCHITECTURE.md), ``decoder[i]`` decoder layer i's output ([1 + queries, d], the presence slot q0 first). Negative
+indices count from the end. :func:`capture_grid` runs every phrase on each image in one pass and keeps the slots.
+"""
+from __future__ import annotations
+
+import re
+from contextlib import ExitStack
+from typing import Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from common.forward import forward_pairs
+from common.hooks import capture
+from common.model import to_pixels
+
+_SLOT = re.compile(r"^(fusion|decoder)\[(-?\d+)\]$")
+
+
+def slot_module(model: torch.nn.Module, slot: str) -> torch.nn.Module:
+    """The layer behind ``fusion[i]`` / ``decoder[i]``; a clear error for a malformed slot or a missing layer."""
+    m = _SLOT.match(slot)
+    if not m:
+        raise ValueError(f"slot {slot!r}: expected 'fusion[i]' or 'decoder[i]'")
+    layers = (model.detr_encoder if m.group(1) == "fusion" else model.detr_decoder).layers
+    i = int(m.group(2))
+    if not -len(layers) <= i < len(layers):
+        raise IndexError(f"slot {slot!r}: the model has {len(layers)} {m.group(1)} layers")
+    return layers[i]
+
+
+@torch.no_grad()
+def capture_grid(model: torch.nn.Module, images: Sequence[np.ndarray], phrases: Sequence[str], tokenizer,
+                 image_size: int, slots: Sequence[str], progress: bool = True) -> dict[str, torch.Tensor]:
+    """``{slot: [n_images, n_phrases, *activation shape]}``: every phrase on every image, the slots' outputs."""
+    model.eval()
+    ids, am = tokenizer(list(phrases))
+    index = torch.zeros(len(phrases), dtype=torch.long)
+    no_masks = torch.zeros(0, dtype=torch.long)
+    per_image: dict[str, list[torch.Tensor]] = {s: [] for s in slots}
+    for im in tqdm(images, desc="activations", disable=not progress, mininterval=5):
+        with ExitStack() as stack:
+            seen = {s: stack.enter_context(capture(slot_module(model, s))) for s in slots}
+            forward_pairs(model, to_pixels([im], image_size), ids, am, index, mask_rows=no_masks)
+        for s in slots:
+            per_image[s].append(seen[s][-1])
+    return {s: torch.stack(v) for s, v in per_image.items()}
+
+
+def relative_drift(x: torch.Tensor, ref: torch.Tensor, dims: int) -> torch.Tensor:
+    """‖x − ref‖ / ‖ref‖ over the last ``dims`` dimensions (the per-activation relative change of Post 02 §06)."""
+    if x.shape != ref.shape:
+        raise ValueError(f"activation shapes differ: {tuple(x.shape)} vs {tuple(ref.shape)}")
+    flat = lambda t: t.reshape(*t.shape[: t.ndim - dims], -1).double()  # noqa: E731
+    return (flat(x) - flat(ref)).norm(dim=-1) / flat(ref).norm(dim=-1).clamp_min(1e-12)
