@@ -75,6 +75,7 @@ post02: $(VENV) ## every Post 02 table and figure written so far (results/post02
 	$(PY) post02/activation_drift.py --scale $(SCALE)
 	$(PY) post02/weight_movement.py --scale $(SCALE)
 	$(PY) post02/bias_direction.py --scale $(SCALE)
+	$(PY) post02/mech_interp.py --scale $(SCALE)
 
 .PHONY: table-9.15 post01-lora
 table-9.15: $(VENV) ## Post 01 Table 9.15 + Fig 9.15: r=8 LoRA α ladder (watch IoU only; runs train in parallel, JOBS=n)

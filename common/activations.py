@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from contextlib import ExitStack
-from typing import Sequence
+from typing import Callable, ContextManager, Sequence
 
 import numpy as np
 import torch
@@ -50,6 +50,41 @@ def capture_grid(model: torch.nn.Module, images: Sequence[np.ndarray], phrases: 
         for s in slots:
             per_image[s].append(seen[s][-1])
     return {s: torch.stack(v) for s, v in per_image.items()}
+
+
+@torch.no_grad()
+def capture_pairs(model: torch.nn.Module, items: Sequence[tuple], tokenizer, image_size: int,
+                  modules: dict[str, tuple[torch.nn.Module, str]], images_per_batch: int = 16,
+                  edit: Callable[[list[int]], ContextManager] | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Per (dataset, pair) item, in order: ``{key: tensor [n, ...]}`` of what each ``modules[key] = (module, "input" |
+    "output")`` sees, and the last layer's unclamped presence logit [n]. One vision pass per image. ``edit(idx)``: a
+    context (an :func:`common.hooks.overwrite`) held around the forward of the items ``idx``, in that order
+    (activation patching, steering)."""
+    model.eval()
+    groups: dict[str, list[int]] = {}
+    for i, (_, p) in enumerate(items):
+        groups.setdefault(str(p.path), []).append(i)
+    keys = sorted(groups)
+    parts: dict[str, list[torch.Tensor]] = {k: [] for k in modules}
+    logits, order = [], []
+    for b in range(0, len(keys), images_per_batch):
+        idx = [i for k in keys[b:b + images_per_batch] for i in groups[k]]
+        pos = {k: j for j, k in enumerate(keys[b:b + images_per_batch])}
+        images = [items[groups[k][0]][0].image(items[groups[k][0]][1]) for k in keys[b:b + images_per_batch]]
+        ids, am = tokenizer([items[i][1].phrase for i in idx])
+        index = torch.tensor([pos[str(items[i][1].path)] for i in idx])
+        with ExitStack() as stack:
+            if edit is not None:
+                stack.enter_context(edit(idx))
+            seen = {k: stack.enter_context(capture(m, what)) for k, (m, what) in modules.items()}
+            out = forward_pairs(model, to_pixels(images, image_size), ids, am, index,
+                                mask_rows=torch.zeros(0, dtype=torch.long))
+        for k in modules:
+            parts[k].append(seen[k][-1])
+        logits.append(out.presence[-1])
+        order += idx
+    inv = torch.argsort(torch.tensor(order))
+    return {k: torch.cat(v)[inv] for k, v in parts.items()}, torch.cat(logits)[inv]
 
 
 def relative_drift(x: torch.Tensor, ref: torch.Tensor, dims: int) -> torch.Tensor:

@@ -162,7 +162,7 @@ def evaluate_model(model: torch.nn.Module, scale: str, suites: Sequence[str] = t
     """Score ``model`` on the named suites; ``max_pairs`` subsamples each suite deterministically."""
     from common.data import load_pairs
     from common.model import SPECS
-    from common.recipes import tokenizer_for
+    from common.runs import tokenizer_for
     from common.worlds import ensure_worlds
 
     paths = ensure_worlds(scale=scale)
@@ -204,9 +204,9 @@ def recipe_rows(labels: dict, scale: str) -> list[dict]:
 def eval_cache_path(name, scale: str, suites: Sequence[str] = tuple(SUITES), step: int | None = None,
                     train_if_missing: bool = True):
     """The cache file of :func:`evaluate_run`: ``<artifact dir>/eval-<step|final>-<suites>.json``."""
-    from common import recipes
+    from common import runs
 
-    d = recipes.artifact_dir(name, scale, train_if_missing)
+    d = runs.artifact_dir(name, scale, train_if_missing)
     return d / f"eval-{'final' if step is None else step}-{'-'.join(suites)}.json"
 
 
@@ -217,8 +217,8 @@ def evaluate_run(name, scale: str, suites: Sequence[str] = tuple(SUITES), step: 
     The cache file is ``<run dir>/eval-<step|final>-<suites>.json`` (the base model's lives in
     ``data/runs/<scale>/base-<hash>/``), so every table that needs a run's scores computes them once.
     """
-    from common import recipes
+    from common import runs
     from common.io import cached_json
 
     return cached_json(eval_cache_path(name, scale, suites, step),
-                       lambda: evaluate_model(recipes.load_model(name, scale, step=step), scale, suites), force=force)
+                       lambda: evaluate_model(runs.load_model(name, scale, step=step), scale, suites), force=force)

@@ -2,7 +2,7 @@
 
 The plumbing the four rank scripts share, so they read like the post:
 
-* :func:`train` — ``recipes.train`` that first waits while another process is training the same
+* :func:`train` — ``runs.train`` that first waits while another process is training the same
   (shared, hash-cached) run directory.
 * :func:`run_deltas` — ``ΔW = W_FT − W_ref`` of the LoRA-able ``nn.Linear`` weights of a trained recipe
   (optionally at a saved step), as float64 matrices keyed by module name (HF names; the posts' names
@@ -28,7 +28,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import torch
 
-from common import lora, recipes, spectral
+from common import lora, recipes, runs, spectral
 
 #: The LoRA-able Linear weights of the full-model recipes: every Linear outside the text encoder
 #: (vision trunk, fusion, decoder, geometry encoder, mask decoder, scoring) — the §11/§12 tensor set.
@@ -63,9 +63,9 @@ def run_deltas(name: str, scale: str, include: Sequence[str] = LORA_ABLE, step: 
                ref: str | int = "base") -> dict[str, torch.Tensor]:
     """ΔW of recipe ``name`` (merged adapters; at saved ``step`` or final) against ``ref`` ("base", or a
     saved step of the same run) over the Linear modules under ``include``; trains the recipe if needed."""
-    recipes.train(name, scale)
-    tuned = recipes.load_model(name, scale, step=step)
-    base = recipes.load_model("base", scale) if ref == "base" else recipes.load_model(name, scale, step=int(ref))
+    runs.train(name, scale)
+    tuned = runs.load_model(name, scale, step=step)
+    base = runs.load_model("base", scale) if ref == "base" else runs.load_model(name, scale, step=int(ref))
     return linear_deltas(base, tuned, lora.linear_names(tuned, include=list(include)))
 
 
@@ -163,11 +163,11 @@ def trajectory(name: str, scale: str, steps: Sequence[int], include: Sequence[st
                variant: str = "rms") -> dict[int, dict[str, dict]]:
     """``{step: rank_stats(W(step) − W(0))}`` for the saved ``steps`` of run ``name`` (W(0) = its init,
     here the base model)."""
-    recipes.train(name, scale)
-    base = recipes.load_model("base", scale)
+    runs.train(name, scale)
+    base = runs.load_model("base", scale)
     out = {}
     for s in steps:
-        tuned = recipes.load_model(name, scale, step=s)
+        tuned = runs.load_model(name, scale, step=s)
         out[s] = rank_stats(linear_deltas(base, tuned, lora.linear_names(tuned, include=list(include))), variant)
     return out
 
@@ -188,7 +188,7 @@ def settle_step(medians: Mapping[int, float], tol: float = 1) -> int | None:
 
 
 def step_for_fraction(total: int, fraction: float) -> int:
-    """The step ``recipes.train`` saves for a checkpoint fraction (``max(1, round(f·total))``)."""
+    """The step ``runs.train`` saves for a checkpoint fraction (``max(1, round(f·total))``)."""
     return max(1, round(fraction * total))
 
 
@@ -199,7 +199,7 @@ def settled_prescription(scale: str, recipe: str = "frozen_te", include: Sequenc
     Returns ``{"step", "total_steps", "medians": {step: median}, "ranks": {name: r}, "shapes": {name: [m, n]},
     "step_1200": our step for the post's 1200/15939}``.
     """
-    total = recipes.run_steps(recipe, scale)
+    total = runs.run_steps(recipe, scale)
     post = recipes.POST01_TRAJECTORY_STEPS
     steps = sorted({step_for_fraction(total, s / post[-1]) for s in post})
     traj = trajectory(recipe, scale, steps, include, "rms")

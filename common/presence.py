@@ -138,7 +138,7 @@ def train_gate(model: torch.nn.Module, recipe, run_dir: Path, items: Sequence[tu
     ``done.json``. ``full_forward``: run the whole model every step instead of the cache (the reference path)."""
     from common.io import atomic_write_json
     from common.model import save_checkpoint
-    from common.recipes import trainable_params
+    from common.runs import trainable_params
     from common.train import RunResult, read_log
 
     run_dir.mkdir(parents=True, exist_ok=True)

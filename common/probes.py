@@ -35,7 +35,7 @@ def fusion_output_norm(model: torch.nn.Module, scale: str, layer: int = 5, split
     """
     from common.data import load_pairs
     from common.model import SPECS
-    from common.recipes import tokenizer_for
+    from common.runs import tokenizer_for
     from common.worlds import ensure_worlds
 
     layers = _fusion_layers(model)
@@ -87,13 +87,13 @@ def fusion_output_norm(model: torch.nn.Module, scale: str, layer: int = 5, split
 
 def fusion_norm_run(name, scale: str, layer: int = 5, force: bool = False) -> dict:
     """:func:`fusion_output_norm` of recipe ``name`` (or "base"), cached as ``probe-fusion<L>-norm.json`` in its run dir."""
-    from common import recipes
+    from common import runs
     from common.io import atomic_write_json, read_json
 
-    path = recipes.artifact_dir(name, scale) / f"probe-fusion{layer}-norm.json"
+    path = runs.artifact_dir(name, scale) / f"probe-fusion{layer}-norm.json"
     if path.exists() and not force:
         return read_json(path)
-    out = fusion_output_norm(recipes.load_model(name, scale), scale, layer)
+    out = fusion_output_norm(runs.load_model(name, scale), scale, layer)
     atomic_write_json(path, out)
     return out
 

@@ -43,7 +43,7 @@ import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from common.io import RESULTS, ROOT, atomic_write_json
 
@@ -80,7 +80,7 @@ def current_base_hash(scale: str) -> str | None:
     and ``make compare`` marks a result made on another base as stale."""
     if scale not in ("micro", "tiny"):
         return None
-    from common.recipes import base_hash
+    from common.runs import base_hash
     from common.worlds import worlds_hash
 
     return base_hash(scale, worlds_hash(scale))

@@ -2,7 +2,7 @@
 
 A sweep (the α ladder of Table 9.15, the rank sweep of Table 9.2) is many independent runs that differ
 in one knob. :func:`train_and_score` returns ``{name: (RunResult, scores)}``: finished runs and cached
-evaluations are read straight from disk; the missing ones are trained (``common.recipes.train``) and
+evaluations are read straight from disk; the missing ones are trained (``common.runs.train``) and
 scored (``common.evaluate.evaluate_run``, only the ``suites`` asked for) in ``jobs`` worker
 processes, each with one torch thread — on a small CPU, separate single-threaded runs use the
 cores better than one multi-threaded run. Every run keeps its own cached run directory, so the result
@@ -35,11 +35,11 @@ def _eval_cache(name: str, scale: str, suites: Sequence[str]) -> Path:
 
 def is_cached(name: str, scale: str, suites: Sequence[str]) -> bool:
     """Whether recipe ``name`` is trained and its ``suites`` evaluation is on disk."""
-    from common import recipes
+    from common import runs
 
     if name == "base":
         return False  # cheap: scored in the calling process
-    return recipes.trained(name, scale) and _eval_cache(name, scale, suites).exists()
+    return runs.trained(name, scale) and _eval_cache(name, scale, suites).exists()
 
 
 def _init_worker(threads: int) -> None:
@@ -55,11 +55,11 @@ PROGRESS_EVERY_S = 30.0
 def progress_line(name: str, scale: str) -> str | None:
     """``name: step s/total, loss, ETA`` of a run in progress, read from its run directory (config.json and the
     last line of log.jsonl); None before its first logged step."""
-    from common import recipes
+    from common import runs
     from common.io import read_json
     from common.train import read_log
 
-    d = recipes.run_dir(name, scale)
+    d = runs.run_dir(name, scale)
     log = read_log(d / "log.jsonl") if (d / "log.jsonl").exists() else []
     if not log or not (d / "config.json").exists():
         return None
@@ -72,10 +72,10 @@ def progress_line(name: str, scale: str) -> str | None:
 
 
 def _work(name: str, scale: str, suites: tuple[str, ...]) -> tuple[str, float]:
-    from common import evaluate, recipes
+    from common import evaluate, runs
 
     t0 = time.time()
-    recipes.train(name, scale, progress=False)
+    runs.train(name, scale, progress=False)
     evaluate.evaluate_run(name, scale, suites)
     return name, time.time() - t0
 
@@ -83,7 +83,7 @@ def _work(name: str, scale: str, suites: tuple[str, ...]) -> tuple[str, float]:
 def train_and_score(names: Sequence[str], scale: str, suites: Sequence[str] = ("watch", "saco", "lvis"),
                     jobs: int | None = None, threads_per_job: int = 1, verbose: bool = True) -> dict:
     """``{name: (RunResult | None, scores)}`` for recipes ``names`` ("base" gives ``(None, scores)``)."""
-    from common import evaluate, recipes
+    from common import evaluate, runs
     from common.worlds import ensure_worlds
 
     suites = tuple(suites)
@@ -92,7 +92,7 @@ def train_and_score(names: Sequence[str], scale: str, suites: Sequence[str] = ("
     todo = [n for n in names if n != "base" and not is_cached(n, scale, suites)]
     jobs = min(default_jobs() if jobs is None else max(1, jobs), max(1, len(todo)))
     if todo:
-        recipes.base_state(scale)  # train/verify the base once, here, not in every worker
+        runs.base_state(scale)  # train/verify the base once, here, not in every worker
         if verbose:
             print(f"training+scoring {len(todo)} run(s) on {jobs} worker(s): {', '.join(todo)}", flush=True)
         t0 = time.time()
@@ -119,5 +119,5 @@ def train_and_score(names: Sequence[str], scale: str, suites: Sequence[str] = ("
     out = {}
     for n in names:
         scores = evaluate.evaluate_run(n, scale, suites)
-        out[n] = (None if n == "base" else recipes.train(n, scale, progress=False), scores)
+        out[n] = (None if n == "base" else runs.train(n, scale, progress=False), scores)
     return out

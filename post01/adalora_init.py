@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 
-from common import cli, evaluate, lora, mprank, published, recipes, report, section
+from common import cli, evaluate, lora, mprank, published, report, runs, section
 from common.claims import LEARNED, NotMeasurable, Outcome, Results, claim, cmp, every
 from common.model import original_name
 
@@ -71,12 +71,12 @@ def main(argv=None) -> dict:
 
     rows, zeros = [], {}
     for init, (name, label, p, lam, q) in INITS.items():
-        recipes.train(name, args.scale)
-        total = recipes.run_steps(name, args.scale)
+        runs.train(name, args.scale)
+        total = runs.run_steps(name, args.scale)
         step_1ep = mprank.step_for_fraction(total, 1 / 3)
         iou_1 = evaluate.evaluate_run(name, args.scale, ("watch",), step=step_1ep)["watch"]["iou"]
         iou_3 = evaluate.evaluate_run(name, args.scale, ("watch",))["watch"]["iou"]
-        model = recipes.load_model(name, args.scale, merge=False)
+        model = runs.load_model(name, args.scale, merge=False)
         eff = lora.adalora_effective_ranks(model, TOL)
         lam_max = _lambda_stats(model)
         top = max(lam_max.values())

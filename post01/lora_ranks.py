@@ -22,7 +22,7 @@ import warnings
 
 from scipy.stats import spearmanr
 
-from common import cli, curves, probes, published, recipes, report, runpool, section
+from common import cli, curves, probes, published, recipes, report, runpool, runs, section
 from common.claims import LEARNED, LORA_RANKS, NotMeasurable, NotYetRun, Outcome, Results, iou_of, neg_of, claim, cmp, every, vs, within
 
 RANKS = recipes.LORA_RANKS
@@ -35,12 +35,12 @@ PUB_92 = report.columns("post01", "9.2", {"watch_iou": "Watch IoU", "lvis_miou":
                                           "pmF1": ("pmF1", 100), "neg_correct": ("neg-correct", 100)})
 PUB_94 = report.columns("post01", "9.4", {"watch_iou": "Watch IoU (in-domain)", "lvis_miou": "LVIS-val mIoU (pos)",
                                           "neg_correct": ("SA-Co neg-correct", 100)})
-#: Numbers the post gives in its text, not in a table (kept apart from our rows).
-TEXT_94 = {"fusion5_norm_ratio": {"r=16": 1.135, "r=32": 1.110, "r=48": 1.093, "fusion_only": "≈1.093 (matches r=48)",
-                                  "all_trainable / frozen_te": "~1.01"},
-           "source": "Post 01 §9 'Out of domain' paragraph after Table 9.4"}
-TEXT_93 = {"end_loss_per_sample": {"all_trainable": 3.21, "frozen_te": 3.21, "fusion_only": 4.26, "lora_r48": 4.37,
-                                   "lora_r8": 5.02}, "source": "Post 01 §9 'Loss curves' readings after Fig 9.3"}
+#: Numbers the post gives in its text (data/published/post01.json tables "9.4-text" and "fig-9.3").
+PUB_94_TEXT = report.columns("post01", "9.4-text", {"fusion5_norm_ratio": "fusion[5] norm ratio"})
+PUB_93 = report.columns("post01", "fig-9.3", {"end_loss": "end loss per sample"})
+#: our recipe → the row label of the text numbers (the LoRA rows of Table 9.4 are labelled by rank)
+ROW_TEXT = {"all_trainable": "all_trainable", "frozen_te": "frozen_te", "fusion_only": "fusion_only", "base": "base",
+            **{LORA[r]: f"lora_r{r}" for r in RANKS}}
 
 
 def rho(a, b) -> float | None:
@@ -215,22 +215,22 @@ def main(argv=None) -> dict:
     args = cli.parse(__doc__, argv, extra=add_args)
     t0 = time.time()
     names = ["base", *FULL, *LORA.values()]
-    runs = runpool.train_and_score(names, args.scale, jobs=args.jobs)
+    done = runpool.train_and_score(names, args.scale, jobs=args.jobs)
     norm = {n: probes.fusion_norm_run(n, args.scale, layer=5) for n in names}
     base_norm = norm["base"]["mean_norm"]
 
     def scores(n):
-        s = runs[n][1]
+        s = done[n][1]
         return {"watch_iou": s["watch"]["iou"], "lvis_miou": s["lvis"]["mIoU"], "cgF1": s["saco"]["cgF1"],
                 "pmF1": s["saco"]["pmF1"], "neg_correct": s["saco"]["neg_correct"]}
 
     def trainable(n):
-        return 0 if n == "base" else runs[n][0].summary["trainable_params"]
+        return 0 if n == "base" else done[n][0].summary["trainable_params"]
 
     # ---------------------------------------------------------------- Table 9.2
     rows92 = [{"row": ROW_92[n], "recipe": n, "rank": recipes.RECIPES[n].adapter.rank if n in LORA.values() else None,
                "trainable_params": trainable(n), **scores(n)} for n in names]
-    base_params = sum(p.numel() for p in recipes.load_model("base", args.scale).parameters())
+    base_params = sum(p.numel() for p in runs.load_model("base", args.scale).parameters())
     for r in rows92:
         r["trainable_pct"] = 100.0 * r["trainable_params"] / base_params
     section.emit(args, "9.2", rows92, t0=t0, config={"recipes": names, "scale": args.scale},
@@ -247,14 +247,11 @@ def main(argv=None) -> dict:
         row = {"recipe": n, "rank": recipes.RECIPES[n].adapter.rank if n in LORA.values() else None,
                "watch_iou": s["watch_iou"], "lvis_miou": s["lvis_miou"], "neg_correct": s["neg_correct"],
                "fusion5_mean_norm": norm[n]["mean_norm"], "fusion5_norm_ratio": norm[n]["mean_norm"] / base_norm}
-        if row["rank"] is not None:
-            row = {"row": str(row["rank"]), **row}
-        rows94.append(row)
+        rows94.append({"row": str(row["rank"]) if row["rank"] is not None else ROW_TEXT[n], **row})
     section.emit(args, "9.4", rows94, t0=t0, config={"recipes": names, "scale": args.scale, "probe_layer": 5},
                  title="Table 9.4 — two-axis OOD trade-off across LoRA ranks (+ fusion[5] norm inflation)",
-                 published=PUB_94, figure=figure,
+                 published=PUB_94 + PUB_94_TEXT, figure=figure,
                  extra={"probe": {k: v for k, v in norm["base"].items() if k != "mean_norm"}, "base_fusion5_mean_norm": base_norm,
-                        "published_in_text": TEXT_94,
                         "notes": ("fusion5_norm_ratio = mean L2 norm of detr_encoder.layers.5's output image tokens (the HF "
                                   "fusion residual stream is the image tokens, conditioned on the prompt by cross-attention) "
                                   "over the watch-test positive pairs, fine-tune ÷ base.")},
@@ -264,18 +261,17 @@ def main(argv=None) -> dict:
     trained = [*FULL, *LORA.values()]
     rows93 = []
     for n in trained:
-        run = runs[n][0]
+        run = done[n][0]
         rec = recipes.resolve(n, args.scale)
         per_device = max(s.images for s in rec.streams)
-        rows93.append({"recipe": n, "per_device_images": per_device, "grad_accum": rec.grad_accum,
+        rows93.append({"row": ROW_TEXT[n], "recipe": n, "per_device_images": per_device, "grad_accum": rec.grad_accum,
                        "sqrt_bs": per_device ** 0.5, "steps": run.summary["steps"],
                        "end_loss_scaled": curves.end_loss(run.log, "loss_scaled"), "end_loss": curves.end_loss(run.log)})
-    extra93 = {"curves": {n: {"per_sample": curves.curve(runs[n][0].log, "loss_per_sample"),
-                              "scaled": curves.curve(runs[n][0].log, "loss_scaled")} for n in trained},
-               "published_in_text": TEXT_93,
+    extra93 = {"curves": {n: {"per_sample": curves.curve(done[n][0].log, "loss_per_sample"),
+                              "scaled": curves.curve(done[n][0].log, "loss_scaled")} for n in trained},
                "notes": ("loss_scaled = per-sample loss × √(per-device images), as SAM3's trainer reports it; "
                          "full recipes: 1 image/device × 4-step accumulation (×1); LoRA: 4 images/device (×2).")}
-    section.emit(args, "fig-9.3", rows93, t0=t0, config={"recipes": trained, "scale": args.scale},
+    section.emit(args, "fig-9.3", rows93, t0=t0, config={"recipes": trained, "scale": args.scale}, published=PUB_93,
                  title="Fig 9.3 — per-sample loss curves, seven recipes (end losses)", extra=extra93, figure=figure,
                  md_keys=["recipe", "per_device_images", "grad_accum", "sqrt_bs", "steps", "end_loss_scaled", "end_loss"])
     print(f"tables 9.2/9.4, fig 9.3 [{args.scale}] ({time.time() - t0:.0f} s): "
@@ -334,8 +330,7 @@ def _fig_94(result: dict):
     ax.legend(fontsize=7)
     ax.set_title("refusal vs rank")
     bx.plot(ranks, [r["fusion5_norm_ratio"] for r in lora], "o-", color=report.PALETTE["ours"], label="ours, LoRA")
-    text = result.get("published_in_text", {}).get("fusion5_norm_ratio", {})
-    report.mark_published(bx, [16, 32, 48], [text.get("r=16"), text.get("r=32"), text.get("r=48")], label="published (text)")
+    report.mark_published(bx, ranks, [_pub("9.4-text", k, "fusion[5] norm ratio") for k in ranks], label="published (text)")
     for r in full:
         bx.axhline(r["fusion5_norm_ratio"], ls=":", lw=1, color="grey")
         bx.text(ranks[-1], r["fusion5_norm_ratio"], r["recipe"], fontsize=6, va="bottom", ha="right")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import statistics
 import time
 
-from common import cli, evaluate, lora, mprank, published, recipes, report, section
+from common import cli, evaluate, lora, mprank, published, recipes, report, runs, section
 from common.claims import LEARNED, Outcome, Results, iou_of, claim, cmp, every
 from common.model import count_params, original_name
 
@@ -114,7 +114,7 @@ def main(argv=None) -> dict:
     # ---- Table 9.12: the prescription, read where the MP-rank trajectory has settled
     presc = mprank.settled_prescription(args.scale)
     ranks = presc["ranks"]
-    base_model = recipes.load_model("base", args.scale)
+    base_model = runs.load_model("base", args.scale)
     n_base = count_params(base_model)
     specs = {b: lora.prescription_spec(ranks, boost=b) for b in BOOSTS}
     lora_params = sum(lora.spec_param_counts(base_model, specs[4]).values())
@@ -154,7 +154,7 @@ def main(argv=None) -> dict:
             iou, trainable = evaluate.evaluate_run("base", args.scale, ("watch",))["watch"]["iou"], 0
         else:
             recipe = recipes.with_ranks(name, ranks) if name.startswith("lora_mp_") else name
-            run = recipes.train(recipe, args.scale)
+            run = runs.train(recipe, args.scale)
             iou = evaluate.evaluate_run(recipe, args.scale, ("watch",))["watch"]["iou"]
             trainable = int(run.summary["trainable_params"])
         rows_913.append({"row": label, "recipe": key, "trainable": trainable, "pct_of_base": 100 * trainable / n_base,

@@ -18,7 +18,7 @@ import statistics
 import time
 from collections import Counter
 
-from common import cli, lora, published, recipes, report, section, spectral
+from common import cli, lora, published, recipes, report, runs, section, spectral
 from common.claims import NotYetRun, Outcome, Results, claim, cmp, every
 from common.model import original_name
 
@@ -97,7 +97,7 @@ def rule(tail: float, mp: float, reff: float) -> str:
 
 def diagnose(name: str, scale: str, r: int) -> list[dict]:
     """Per-tensor saturation diagnostics of recipe ``name``'s LoRA updates (budget r, clipped to min(m, n))."""
-    model = recipes.load_model(name, scale, merge=False)
+    model = runs.load_model(name, scale, merge=False)
     out = []
     for t, delta in lora.lora_deltas(model).items():
         budget = min(r, *delta.shape)

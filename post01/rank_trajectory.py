@@ -19,7 +19,8 @@ from typing import Any
 
 from common import cli, mprank, published, report, section
 from common.claims import NotYetRun, Outcome, Results, claim, cmp, every, within
-from common.recipes import POST01_TRAJECTORY_STEPS, run_dir, run_steps, saved_steps
+from common.recipes import POST01_TRAJECTORY_STEPS
+from common.runs import run_dir, run_steps, saved_steps
 from common.train import read_log
 
 RECIPE = "frozen_te"

@@ -19,7 +19,7 @@ import time
 import numpy as np
 import torch
 
-from common import activations, cli, recipes, report, section
+from common import activations, cli, report, runs, section
 from common.claims import NotYetRun, Outcome, Results, claim, cmp, every
 from common.data import load_pairs
 from common.evaluate import evaluate_run
@@ -77,7 +77,7 @@ def drift_row(model, base_read: dict, images, phrases: dict[str, list[str]], sca
     """rel_Δ vs base per slot × prompt group (mean over images, then over the group's phrases)."""
     where = slots(scale)
     flat = [p for g in GROUPS for p in phrases[g]]
-    read = readouts(activations.capture_grid(model, images, flat, recipes.tokenizer_for(scale), SPECS[scale].image_size,
+    read = readouts(activations.capture_grid(model, images, flat, runs.tokenizer_for(scale), SPECS[scale].image_size,
                                              list(where.values()), progress=False), where)
     out, start = {}, 0
     for g in GROUPS:
@@ -91,8 +91,8 @@ def drift_row(model, base_read: dict, images, phrases: dict[str, list[str]], sca
 
 def checkpoints(scale: str) -> list[dict]:
     """(row label, recipe, saved step or None) for every row: the recipes, recovery at the post's steps, presence_only."""
-    total = recipes.run_steps(RECOVERY, scale)
-    saved = set(recipes.saved_steps(RECOVERY, scale))
+    total = runs.run_steps(RECOVERY, scale)
+    saved = set(runs.saved_steps(RECOVERY, scale))
     rows = [{"row": n, "recipe": n, "step": None, "post_step": None} for n in RECIPES]
     for post_step, label in RECOVERY_ROWS.items():
         ours = round(post_step * total / POST_RECOVERY_STEPS)
@@ -113,14 +113,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
     scale = args.scale
     phrases, images = prompts(scale, args.seed), probe_images(scale, args.seed)
     where = slots(scale)
-    tok, size = recipes.tokenizer_for(scale), SPECS[scale].image_size
+    tok, size = runs.tokenizer_for(scale), SPECS[scale].image_size
     flat = [p for g in GROUPS for p in phrases[g]]
-    base_read = readouts(activations.capture_grid(recipes.load_model("base", scale), images, flat, tok, size,
+    base_read = readouts(activations.capture_grid(runs.load_model("base", scale), images, flat, tok, size,
                                                   list(where.values()), progress=False), where)
     rows = []
     for spec in checkpoints(scale):
         name = RECOVERY if spec["recipe"] == "recovery" else spec["recipe"]
-        model = recipes.load_model(name, scale, step=spec["step"])
+        model = runs.load_model(name, scale, step=spec["step"])
         row = {**spec, **drift_row(model, base_read, images, phrases, scale)}
         if spec["step"] is None:  # Fig 6.2's y: the endpoint's SA-Co-like refusal
             row["neg_correct"] = evaluate_run(name, scale)["saco"]["neg_correct"]
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                  notes=f"{len(images)} watch_test images × {len(flat)} phrases ({', '.join(f'{len(v)} {g}' for g, v in phrases.items())}). "
                        f"Slots: f4 = `{where['fusion']}` output (image tokens), q0 = `{where['decoder']}` presence slot, "
                        f"d5 = mean of `{where['decoder']}`'s object queries. Recovery rows at the post's steps scaled to "
-                       f"our {recipes.run_steps(RECOVERY, scale)}-step run; `neg_correct` for endpoints only.")
+                       f"our {runs.run_steps(RECOVERY, scale)}-step run; `neg_correct` for endpoints only.")
     print(f"table 5.1b [{scale}] {time.time() - t0:.0f} s")
     return rows
 

@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from common import cli, recipes, report, section, weightdiff
+from common import cli, report, runs, section, weightdiff
 from common.claims import Outcome, Results, claim, cmp, every
 from common.model import original_name
 
@@ -43,7 +43,7 @@ def plane(break_dir: np.ndarray, fix_dir: np.ndarray) -> tuple[np.ndarray, np.nd
 def main(argv: list[str] | None = None) -> list[dict]:
     args = cli.parse(__doc__, argv)
     t0 = time.time()
-    states = {n: recipes.load_model(n, args.scale).state_dict() for n in {x for t in TRAJ.values() for x in t[:2]}}
+    states = {n: runs.load_model(n, args.scale).state_dict() for n in {x for t in TRAJ.values() for x in t[:2]}}
     d = {k: weightdiff.delta(states[start], states[end], BIAS) for k, (end, start, _) in TRAJ.items()}
     base_norm = float(states["base"][BIAS].double().norm())
     ax, ay = plane(d["frozen_te"].numpy(), d["presence_only"].numpy())

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import cli, presence, published, recipes, report, section
+from common import cli, presence, published, recipes, report, runs, section
 from common.claims import NotYetRun, Outcome, Results, claim, cmp, every, ordered
 from common.data import load_pairs
 from common.evaluate import recipe_rows
@@ -81,15 +81,15 @@ def probe_rows(scale: str, source: str, repaired: list[recipes.Recipe], seed: in
     images = sorted({str(p.path) for p in ds})
     fit = set(np.random.default_rng(seed).permutation(images)[: len(images) // 2])
     train = np.array([str(p.path) in fit for _, p in items])
-    tok = recipes.tokenizer_for(scale)
+    tok = runs.tokenizer_for(scale)
     rows = []
     for name, heads in (("base", ["base"]), (source, [source, *repaired])):
-        model = recipes.load_model(name, scale)
+        model = runs.load_model(name, scale)
         cache = presence.cache_gate_inputs(model, items, tok, SPECS[scale].image_size, desc=f"gate input of {name}")
         x, y = cache.q0.numpy().astype(np.float64), cache.label.numpy()
         auc = logistic_probe_auc(x[train], y[train], x[~train], y[~train])
         for h in heads:
-            gate = model if h == name else recipes.load_model(h, scale)
+            gate = model if h == name else runs.load_model(h, scale)
             with torch.no_grad():
                 z = presence.gate_logit(gate, cache.q0).numpy()[~train]
             yt = y[~train] > 0.5
@@ -105,8 +105,8 @@ def main(argv: list[str] | None = None) -> dict:
     plain = repair_recipe(args.source, scale, args.steps, args.lr, args.seed)
     weighted = repair_recipe(args.source, scale, args.steps, args.lr, args.seed, args.pos_weight) \
         if args.pos_weight != 1 else None
-    runs = {r.name: recipes.train(r, scale) for r in (plain, weighted) if r is not None}
-    summary = runs[plain.name].summary
+    repairs = {r.name: runs.train(r, scale) for r in (plain, weighted) if r is not None}
+    summary = repairs[plain.name].summary
     print(f"presence gate: {len(summary['gate_tensors'])} tensors, {summary['gate_params']:,} parameters "
           f"(d = {SPECS[scale].hidden if scale in SPECS else '?'}; the post's 132,609 at d = 256); the repair trains "
           f"{summary['trainable_params']:,} (LayerNorm + 3 linears; the token feeds the cached upstream)")
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"  {n:48s} {tuple(s)}")
 
     # Table 5.1: σ and BCE over all training pairs at the post's steps
-    at = {r["step"]: r["all"] for r in runs[plain.name].log if "all" in r}
+    at = {r["step"]: r["all"] for r in repairs[plain.name].log if "all" in r}
     total = summary["steps"]
     rows51 = []
     for post_step, ours in zip(presence.TABLE_STEPS, [min(total - 1, round(s * total / 1000)) for s in presence.TABLE_STEPS]):
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> dict:
                        "neg_pres_sigma": a["neg_sigma"], "pos_bce": a["pos_bce"], "neg_bce": a["neg_bce"]})
     timing = {k: summary[k] for k in ("cache_wall_s", "train_wall_s", "step_s", "full_forward_step_s",
                                       "speedup_per_step", "repair_wall_s", "n_pairs")}
-    curve = [{k: r[k] for k in ("step", "pos_sigma", "neg_sigma", "loss")} for r in runs[plain.name].log]
+    curve = [{k: r[k] for k in ("step", "pos_sigma", "neg_sigma", "loss")} for r in repairs[plain.name].log]
     section.emit(args, "5.1", rows51, t0=t0, section="post02", figure=figure,
                  config={"recipe": plain.to_dict(), "scale": scale}, published=PUB_51,
                  title="Table 5.1 — presence_only training trajectory (σ and BCE over all training pairs)",
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     # Table 5.2: the endpoint beside the data-side recipes
     reference = REFERENCE_ROWS if args.source == recipes.PRESENCE_ONLY.init else {
-        "base SAM3": "base", **({} if recipes.is_checkpoint_path(args.source) else {args.source: args.source})}
+        "base SAM3": "base", **({} if runs.is_checkpoint_path(args.source) else {args.source: args.source})}
     rows52 = recipe_rows({**reference, (REPAIRED_LABEL if plain.name == "presence_only" else plain.name): plain,
                           **({f"presence_only, pos_weight {args.pos_weight:g}": weighted} if weighted else {})}, scale)
     probes = probe_rows(scale, args.source, [r for r in (plain, weighted) if r is not None], args.seed)

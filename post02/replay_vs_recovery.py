@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from common import cli, published, recipes, report, section
+from common import cli, published, recipes, report, runs, section
 from common.claims import LEARNED, Outcome, Results, claim, ordered
 from common.evaluate import recipe_rows
 from common.train import stream_counts
@@ -31,7 +31,7 @@ def lvis_batches(name: str, scale: str) -> dict:
     if name == "base":
         return {"lvis_batches": 0, "lvis_images": 0, "steps": 0}
     r = recipes.resolve(name, scale)
-    steps = recipes.run_steps(name, scale)
+    steps = runs.run_steps(name, scale)
     counts = stream_counts(steps, [s.every for s in r.streams])
     batches = sum(c * r.grad_accum for c, s in zip(counts, r.streams) if s.split == LVIS_SPLIT)
     images = sum(c * r.grad_accum * s.images for c, s in zip(counts, r.streams) if s.split == LVIS_SPLIT)

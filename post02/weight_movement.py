@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from common import cli, published, recipes, report, section, weightdiff
+from common import cli, published, report, runs, section, weightdiff
 from common.claims import Outcome, Results, claim, cmp, every, spearman
 
 T61 = "post02/table-6.1"
@@ -30,7 +30,7 @@ POST_GROUPS = ("dot_prod_scoring", "decoder_ca_text", "geometry_encoder", "fusio
 def main(argv: list[str] | None = None) -> list[dict]:
     args = cli.parse(__doc__, argv)
     t0 = time.time()
-    states = {n: recipes.load_model(n, args.scale).state_dict() for n in {x for d in DIFFS.values() for x in d[:2]}}
+    states = {n: runs.load_model(n, args.scale).state_dict() for n in {x for d in DIFFS.values() for x in d[:2]}}
     per = {k: weightdiff.group_rel_change(states[start], states[end]) for k, (end, start, _) in DIFFS.items()}
     groups = list(per["frozen_te"])
     rows = [{"row": POST_LABEL.get(g, g), "group": g, **{k: per[k][g]["rel_change"] for k in DIFFS},

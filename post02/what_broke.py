@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from common import cli, published, recipes, report, section
+from common import cli, published, report, runs, section
 from common.claims import Outcome, Results, claim, cmp, every
 from common.data import load_pairs
 from common.evaluate import predict, recipe_rows
@@ -52,8 +52,8 @@ def negative_pairs(scale: str, seed: int, n: int = N_NEGATIVES) -> tuple[object,
 def presence_on(names: dict[str, str], scale: str, seed: int) -> list[dict]:
     """Per negative pair: phrase, image and each model's presence σ (Fig 1.1)."""
     ds, pairs = negative_pairs(scale, seed)
-    tok = recipes.tokenizer_for(scale)
-    sig = {key: [p.presence_sigmoid for p in predict(recipes.load_model(name, scale), ds, tok, SPECS[scale].image_size,
+    tok = runs.tokenizer_for(scale)
+    sig = {key: [p.presence_sigmoid for p in predict(runs.load_model(name, scale), ds, tok, SPECS[scale].image_size,
                                                      pairs=pairs)] for key, name in names.items()}
     return [{"pair_id": p.pair_id, "phrase": p.phrase, "image": p.file_name, "neg_type": p.neg_type,
              **{key: float(sig[key][i]) for key in names}} for i, p in enumerate(pairs)]

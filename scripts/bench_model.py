@@ -19,7 +19,7 @@ from common.model import SPECS, PRESENCE_PREFIXES, WordTokenizer, build_model, c
 
 def bench(scale: str, images: int, phrases: int, steps: int) -> dict:
     """Median s/step of a full training step (one positive per image, the rest negatives)."""
-    from common.recipes import tokenizer_for
+    from common.runs import tokenizer_for
 
     spec = SPECS[scale]
     tok = tokenizer_for(scale)  # the worlds' real word vocabulary

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from common import recipes
+from common import recipes, runs
 from common.io import RESULTS, atomic_write_json, run_meta
 
 TARGET_SPEEDUP, TARGET_REPAIR_S = 100.0, 30.0  # issue #17: ≥ 100× per step, whole tiny repair ≤ 30 s
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(args.threads)
     t0 = time.time()
     recipe = replace(recipes.resolve(recipes.PRESENCE_ONLY, args.scale), init=args.source)
-    model = recipes.load_model(args.source, args.scale)
+    model = runs.load_model(args.source, args.scale)
     from common.data import load_pairs
     from common.model import SPECS
     from common.presence import PAIRS_PER_CLASS, balanced_pairs, train_gate
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> dict:
     items = balanced_pairs([(pos_ds, p) for p in pos_ds if p.masks], [(neg_ds, p) for p in neg_ds if not p.masks],
                            PAIRS_PER_CLASS[args.scale], recipe.seed)
     with tempfile.TemporaryDirectory() as d:
-        s = train_gate(model, recipe, Path(d), items, recipes.tokenizer_for(args.scale), SPECS[args.scale].image_size,
+        s = train_gate(model, recipe, Path(d), items, runs.tokenizer_for(args.scale), SPECS[args.scale].image_size,
                        progress=False).summary
     row = {k: s[k] for k in ("n_pairs", "steps", "cache_wall_s", "train_wall_s", "step_s", "full_forward_step_s",
                              "speedup_per_step", "repair_wall_s")}

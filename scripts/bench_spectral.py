@@ -96,11 +96,11 @@ def main() -> None:
     rows = [{"diff": f"synthetic ({args.tensors} tensors, tiny-SAM3 shapes)",
              **time_both(*synthetic_states(args.tensors), args.repeats)}]
     if args.recipe:
-        from common import recipes
+        from common import runs
 
-        if recipes.trained(args.recipe, args.scale):
-            base = recipes.load_model("base", args.scale).state_dict()
-            tuned = recipes.load_model(args.recipe, args.scale, train_if_missing=False).state_dict()
+        if runs.trained(args.recipe, args.scale):
+            base = runs.load_model("base", args.scale).state_dict()
+            tuned = runs.load_model(args.recipe, args.scale, train_if_missing=False).state_dict()
             rows.append({"diff": f"{args.recipe} − base ({args.scale})", **time_both(base, tuned, args.repeats)})
         else:
             print(f"{args.recipe} is not trained at {args.scale}: timing the synthetic diff only")

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import spearmanr
 
-from common import claims, cli, published, recipes, section
+from common import claims, cli, published, recipes, runs, section
 from common.data import load_pairs
 from common.evaluate import eval_cache_path, evaluate_run, mask_readout
 from common.forward import forward_pairs
@@ -62,7 +62,7 @@ def readout(name: str, scale: str, split: str, step: int | None) -> dict[str, fl
     (best-query IoU, kept-union area, GT-union area), cached beside the run."""
     def compute() -> dict[str, float]:
         ds = load_pairs(ensure_worlds(scale=scale)[split])
-        per = mask_readout(recipes.load_model(name, scale, step=step), ds, recipes.tokenizer_for(scale),
+        per = mask_readout(runs.load_model(name, scale, step=step), ds, runs.tokenizer_for(scale),
                            SPECS[scale].image_size)
         return {"per_pair": per, **{k: float(np.mean([v[k] for v in per.values()]))
                                     for k in ("best_query_iou", "kept_area", "gt_area")}}
@@ -72,8 +72,8 @@ def readout(name: str, scale: str, split: str, step: int | None) -> dict[str, fl
 
 def checkpoints(name: str, scale: str) -> list[tuple[int | None, int]]:
     """(step argument, step number) of every saved checkpoint at or after MIN_STEP, then the final model."""
-    total = recipes.run_steps(name, scale)
-    return [(s, s) for s in recipes.saved_steps(name, scale) if MIN_STEP <= s < total] + [(None, total)]
+    total = runs.run_steps(name, scale)
+    return [(s, s) for s in runs.saved_steps(name, scale) if MIN_STEP <= s < total] + [(None, total)]
 
 
 def point(name: str, scale: str, step: int | None) -> dict:
@@ -91,7 +91,7 @@ def concept_stats(scale: str) -> dict[str, dict]:
     """Per watch concept, on watch_train: mean GT-union area at the mask grid and mean instances per image."""
     paths = ensure_worlds(scale=scale)
     ds = load_pairs(paths["watch_train"])
-    grid = recipes.mask_size(scale)
+    grid = runs.mask_size(scale)
     acc: dict[str, list] = defaultdict(list)
     for p in ds:
         if p.masks:
@@ -135,14 +135,14 @@ def memorize(scale: str, steps: int, n_images: int = MEMORIZE_IMAGES, lr: float 
     keys = sorted(groups)[:n_images]
     pairs = [p for k in keys for p in groups[k] if p.masks]
     sub = ds.subset(pairs)
-    tok, size = recipes.tokenizer_for(scale), SPECS[scale].image_size
-    model = recipes.load_model("base", scale)
+    tok, size = runs.tokenizer_for(scale), SPECS[scale].image_size
+    model = runs.load_model("base", scale)
     recipe = recipes.resolve("frozen_te", scale)
-    trainable = recipes.trainable_params(model, recipe)
+    trainable = runs.trainable_params(model, recipe)
     pixels = to_pixels([ds.image(groups[k][0]) for k in keys], size)
     index = torch.tensor([keys.index(str(p.path)) for p in pairs])
     ids, am = tok([p.phrase for p in pairs])
-    targets = [make_target(ds.gt_masks(p), recipes.mask_size(scale)) for p in pairs]
+    targets = [make_target(ds.gt_masks(p), runs.mask_size(scale)) for p in pairs]
 
     def best_query() -> float:
         return float(np.mean([v["best_query_iou"] for v in mask_readout(model, sub, tok, size).values()]))
@@ -211,7 +211,7 @@ def main(argv=None) -> dict:
     per = {m: per_concept(m, args.scale, concept_of) for m in models}
     concepts = [{"concept": c, **stats[c], **{f"best_query_iou_{m}": per[m].get(c) for m in models}}
                 for c in sorted(stats, key=lambda c: -stats[c]["gt_cells"]) if c in per["base"]]
-    big = [c for c in concepts if c["gt_cells"] >= recipes.mask_size(args.scale) ** 2 / 16]
+    big = [c for c in concepts if c["gt_cells"] >= runs.mask_size(args.scale) ** 2 / 16]
     for m in names:
         gain = float(np.mean([c[f"best_query_iou_{m}"] - c["best_query_iou_base"] for c in big])) if big else None
         verdicts.append(claims.check(
@@ -219,7 +219,7 @@ def main(argv=None) -> dict:
             None if gain is None else gain >= GAIN,
             f"mean gain over {len(big)} large concepts " + ("n/a" if gain is None else f"{gain:+.3f}")))
 
-    grids = {"mask": recipes.mask_size(args.scale), "token": SPECS[args.scale].grid}
+    grids = {"mask": runs.mask_size(args.scale), "token": SPECS[args.scale].grid}
     ceil = {g: {split: resolution_ceiling(args.scale, split, n) for split in ("watch_test", "lvis_val")}
             for g, n in grids.items()}
     ceiling = {f"{g}_grid_{n}": {split: c["all"] for split, c in ceil[g].items()} for g, n in grids.items()}
@@ -293,7 +293,7 @@ def main(argv=None) -> dict:
 
     notes = ("Best-query IoU = the best single query mask (σ > 0.5, resized to the image) against the GT union, with "
              "no score gate; kept IoU = the posts' read-out. `gt_cells` = mean GT-union area on the "
-             f"{recipes.mask_size(args.scale)}×{recipes.mask_size(args.scale)} mask grid the loss sees. "
+             f"{runs.mask_size(args.scale)}×{runs.mask_size(args.scale)} mask grid the loss sees. "
              "Rows are checkpoints; `fraction` = step / run length. `token_grid_ceiling` = the concept's GT through "
              f"the {grids['token']}² ViT token grid.\n\n### Per watch concept (watch_test best-query IoU)\n\n"
              + markdown_table(concepts))

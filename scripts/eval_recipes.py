@@ -13,7 +13,7 @@ import argparse
 import time
 from pathlib import Path
 
-from common import recipes, runpool
+from common import recipes, runpool, runs
 from common.io import RESULTS, atomic_write_json, atomic_write_text, exclusive, read_json, run_meta
 from common.worlds import worlds_hash
 
@@ -73,15 +73,15 @@ def main() -> None:
     if args.train_only:
         for name in names:
             if name != "base":
-                recipes.train(name, args.scale)
+                runs.train(name, args.scale)
         return
     # trained and scored in worker processes; every run and its evaluation is cached beside the run
-    runs = runpool.train_and_score(names, args.scale, suites=("watch", "saco", "lvis"), jobs=args.jobs)
-    base = recipes.base_hash(args.scale, worlds_hash(args.scale))
+    done = runpool.train_and_score(names, args.scale, suites=("watch", "saco", "lvis"), jobs=args.jobs)
+    base = runs.base_hash(args.scale, worlds_hash(args.scale))
     with exclusive(out.with_suffix(".lock")):  # several `eval` processes may share one results file
         old = read_json(out) if out.exists() else {}
         scores = old.get("recipes", {}) if old.get("base_hash") == base else {}  # never mix two bases' scores
-        for name, (run, s) in runs.items():
+        for name, (run, s) in done.items():
             scores[name] = {**s, "train": run.summary if run else {}}
             print(name, {k: round(v, 3) if isinstance(v, float) else v for k, v in headline_rows({name: scores[name]})[0].items()})
         order = [n for n in DEFAULT if n in scores] + sorted(n for n in scores if n not in DEFAULT)

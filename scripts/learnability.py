@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import claims, cli, recipes, section
+from common import claims, cli, recipes, runs, section
 from common.io import DATA, atomic_write_bytes, cached_json
 from common.losses import LossWeights
 from common.model import SPECS, TINY_V3, TinySpec, build_model, config_hash, load_into, load_state
@@ -113,7 +113,7 @@ def spec_and_state(base: str, scale: str, v3_checkpoint: Path) -> tuple[TinySpec
                                         f"history (commit {V3_COMMIT}): {blob.stderr.decode().strip()}")
             atomic_write_bytes(v3_checkpoint, blob.stdout)
         return TINY_V3, load_state(v3_checkpoint), str(v3_checkpoint)
-    state, source = recipes.base_state(scale)
+    state, source = runs.base_state(scale)
     return SPECS[scale], state, source
 
 
@@ -151,20 +151,20 @@ def run_candidate(name: str, scale: str, budget_s: float, threads: int, v3_check
     spec, state, source = spec_and_state(c.base, scale, Path(v3_checkpoint))
     h = config_hash({"recipe": c.recipe.to_dict(), "spec": dataclasses.asdict(spec), "base": Path(source).name,
                      "worlds": worlds_hash(scale), "budget_s": budget_s})
-    d = recipes.runs_root() / scale / "learnability" / f"{name}-{h}"
+    d = runs.runs_root() / scale / "learnability" / f"{name}-{h}"
 
     def compute() -> dict:
         paths = ensure_worlds(scale=scale)
-        tok = recipes.tokenizer_for(scale)
+        tok = runs.tokenizer_for(scale)
         model = build_model(scale, len(tok), seed=c.recipe.seed, spec=spec)
         load_into(model, {k: v.float() for k, v in state.items()}, source=source)
         extra = None
         if c.recipe.adapter is not None:
             torch.manual_seed(c.recipe.seed)
-            model = recipes.apply_adapter(model, c.recipe.adapter)
-            extra = recipes.adapter_loss(c.recipe.adapter)
-        streams, recipe = recipes.make_streams(c.recipe, paths)
-        trainable = recipes.trainable_params(model, recipe)
+            model = runs.apply_adapter(model, c.recipe.adapter)
+            extra = runs.adapter_loss(c.recipe.adapter)
+        streams, recipe = runs.make_streams(c.recipe, paths)
+        trainable = runs.trainable_params(model, recipe)
         res = train_loop(model, trainable, streams, tok, recipe, d, spec.mask_grid, spec.image_size, progress=False,
                          extra_loss=extra, budget_s=budget_s)
         if c.recipe.adapter is not None:
@@ -191,7 +191,7 @@ def base_row(base: str, scale: str, v3_checkpoint: Path) -> dict:
     from common.worlds import ensure_worlds
 
     spec, state, source = spec_and_state(base, scale, v3_checkpoint)
-    tok = recipes.tokenizer_for(scale)
+    tok = runs.tokenizer_for(scale)
     model = build_model(scale, len(tok), spec=spec)
     load_into(model, {k: v.float() for k, v in state.items()}, source=source)
     s = evaluate_model(model.eval(), scale)
@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> dict:
     from common.worlds import ensure_worlds
 
     ensure_worlds(scale=args.scale)
-    recipes.base_state(args.scale)  # the v4 base once, here, not in every worker
+    runs.base_state(args.scale)  # the v4 base once, here, not in every worker
     rows: dict[str, dict] = {}
     if args.jobs > 1:
         with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:

@@ -22,7 +22,7 @@ import time
 import numpy as np
 import torch
 
-from common import recipes
+from common import recipes, runs
 from common.evaluate import evaluate_model
 from common.io import RESULTS, atomic_write_json, run_meta, save_figure
 from common.model import save_model
@@ -52,7 +52,7 @@ def stage_logs(scale: str) -> list[dict]:
     """Every pre-training stage's per-step log, each stage's steps offset after the previous one's, rows tagged."""
     out: list[dict] = []
     for name in BASE_STAGES:
-        run = recipes.train(name, scale, progress=False)
+        run = runs.train(name, scale, progress=False)
         offset = out[-1]["step"] if out else 0
         out += [{**r, "step": r["step"] + offset, "stage": name} for r in run.log]
     return out
@@ -95,9 +95,9 @@ def main() -> None:
     from common.worlds import ensure_worlds, worlds_hash
 
     ensure_worlds(scale=args.scale)
-    run = recipes.train("base_pretrain", args.scale, force=args.force)
-    stages = {n: recipes.train(n, args.scale, progress=False).summary for n in BASE_STAGES}
-    tok = recipes.tokenizer_for(args.scale)
+    run = runs.train("base_pretrain", args.scale, force=args.force)
+    stages = {n: runs.train(n, args.scale, progress=False).summary for n in BASE_STAGES}
+    tok = runs.tokenizer_for(args.scale)
     from common.model import build_model, load_into, load_state
 
     model = build_model(args.scale, len(tok))
@@ -117,7 +117,7 @@ def main() -> None:
         "watch_iou_low_not_zero": TARGETS["watch_iou_min"] < scores["watch"]["iou"] <= TARGETS["watch_iou_max"],
     }
     out_dir = Path(args.out) if args.out else (RESULTS / "base" if args.scale == "tiny" else RESULTS / args.scale / "base")
-    h = recipes.base_hash(args.scale, worlds_hash(args.scale))
+    h = runs.base_hash(args.scale, worlds_hash(args.scale))
     summary = {"meta": run_meta(vars(args), recipes.resolve("base_pretrain", args.scale).seed, t0), "scale": args.scale,
                "config_hash": h, "train": stages, "scores": {k: {kk: vv for kk, vv in v.items()
                                                                       if not kk.startswith(("per_", "task_"))} for k, v in scores.items()},
@@ -125,8 +125,8 @@ def main() -> None:
     atomic_write_json(out_dir / "base.json", summary)
     figures(stage_logs(args.scale), health, out_dir)
     if args.scale == "tiny":
-        save_model(model, recipes.BASE_CHECKPOINT, dtype=torch.float16, metadata={"config_hash": h})
-        atomic_write_json(recipes.BASE_MANIFEST, {
+        save_model(model, runs.BASE_CHECKPOINT, dtype=torch.float16, metadata={"config_hash": h})
+        atomic_write_json(runs.BASE_MANIFEST, {
             "command": "make base", "config_hash": h,
             "recipes": {n: recipes.resolve(n, "tiny").to_dict() for n in BASE_STAGES},
             "metrics": summary["scores"], "checks": checks, "train_wall_s": {n: v.get("train_wall_s") for n, v in stages.items()},

@@ -2,14 +2,15 @@
 import json
 import sys
 
-from common import recipes
+from common import runs
+from common.io import ROOT
 
 
 def test_eval_recipes_micro(tmp_path, monkeypatch):
-    sys.path.insert(0, str(recipes.DATA.parent / "scripts"))
+    sys.path.insert(0, str(ROOT / "scripts"))
     import eval_recipes
 
-    monkeypatch.setenv(recipes.RUNS_ENV, str(tmp_path / "runs"))
+    monkeypatch.setenv(runs.RUNS_ENV, str(tmp_path / "runs"))
     out = tmp_path / "recipes.json"
     monkeypatch.setattr(sys, "argv", ["eval_recipes.py", "--scale", "micro", "--recipes", "base,frozen_te", "--out", str(out)])
     eval_recipes.main()
@@ -24,10 +25,10 @@ def test_eval_recipes_micro(tmp_path, monkeypatch):
 
 def test_diagnose_watch_micro(tmp_path, monkeypatch):
     """scripts/diagnose_watch.py at micro: a row for base and each model, IoUs in [0, 1], per-concept stats."""
-    sys.path.insert(0, str(recipes.DATA.parent / "scripts"))
+    sys.path.insert(0, str(ROOT / "scripts"))
     import diagnose_watch
 
-    monkeypatch.setenv(recipes.RUNS_ENV, str(tmp_path / "runs"))
+    monkeypatch.setenv(runs.RUNS_ENV, str(tmp_path / "runs"))
     res = diagnose_watch.main(["--scale", "micro", "--recipes", "fusion_only", "--memorize-steps", "2",
                                "--out", str(tmp_path / "res")])
     assert [r["recipe"] for r in res["rows"]] == ["base", "fusion_only"]
@@ -53,7 +54,7 @@ def test_diagnose_watch_micro(tmp_path, monkeypatch):
 
 def test_resolution_ceiling_is_one_at_full_resolution(monkeypatch):
     """The round trip through a mask grid as large as the image returns every GT mask exactly (IoU 1)."""
-    sys.path.insert(0, str(recipes.DATA.parent / "scripts"))
+    sys.path.insert(0, str(ROOT / "scripts"))
     import diagnose_watch
 
     from common.data import load_pairs
@@ -71,10 +72,10 @@ def test_resolution_ceiling_is_one_at_full_resolution(monkeypatch):
 
 def test_learnability_micro(tmp_path, monkeypatch):
     """scripts/learnability.py at micro: two candidates under a 2-s budget, base rows, loss-term trends, verdicts."""
-    sys.path.insert(0, str(recipes.DATA.parent / "scripts"))
+    sys.path.insert(0, str(ROOT / "scripts"))
     import learnability
 
-    monkeypatch.setenv(recipes.RUNS_ENV, str(tmp_path / "runs"))
+    monkeypatch.setenv(runs.RUNS_ENV, str(tmp_path / "runs"))
     rows = learnability.main(["--scale", "micro", "--budget-s", "2", "--candidates", "A_v3_control,L_v4_lora_r8_a64",
                               "--out", str(tmp_path / "res")])
     assert set(rows) == {"base_v3", "base_v4", "A_v3_control", "L_v4_lora_r8_a64"}

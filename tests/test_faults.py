@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 
-from common import recipes
+from common import recipes, runs
 from common.io import ROOT, atomic_write_json
 from common.model import load_state, save_checkpoint
 from common.train import read_log
@@ -22,7 +22,7 @@ from test_data import _write, files  # noqa: E402,F401  (the COCO / SA-Co fixtur
 
 @pytest.fixture(autouse=True)
 def runs_in_tmp(tmp_path, monkeypatch):
-    monkeypatch.setenv(recipes.RUNS_ENV, str(tmp_path / "runs"))
+    monkeypatch.setenv(runs.RUNS_ENV, str(tmp_path / "runs"))
 
 
 def _load_bad(files, tmp_path, segmentation: dict):
@@ -66,21 +66,21 @@ def test_checkpoint_with_nan_is_refused(tmp_path):
 
 
 def test_partial_fine_tune_checkpoint_fails_loudly():
-    run = recipes.train("fusion_only", "micro", progress=False)
+    run = runs.train("fusion_only", "micro", progress=False)
     state = load_state(run.final)
     dropped = sorted(state)[0]
     del state[dropped]
     save_checkpoint(state, run.final)
     with pytest.raises(KeyError, match=f"fusion_only lacks 1 tensor.*{dropped}"):
-        recipes.load_model("fusion_only", "micro")
+        runs.load_model("fusion_only", "micro")
 
 
 def test_diverging_run_stops_and_is_not_cached():
     r = recipes.replace(recipes.RECIPES["frozen_te"], name="frozen_te_lr1e3_diverges", lr=1e3, steps=30,
                         epochs=None, grad_accum=1, clip=0.0)
     with pytest.raises(FloatingPointError, match="frozen_te_lr1e3_diverges.*(diverged)"):
-        recipes.train(r, "micro", progress=False)
-    assert not (recipes.run_dir(r, "micro") / "done.json").exists()
+        runs.train(r, "micro", progress=False)
+    assert not (runs.run_dir(r, "micro") / "done.json").exists()
 
 
 def test_torn_last_log_line_is_dropped_with_a_note(tmp_path, capsys):

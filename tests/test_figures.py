@@ -89,20 +89,20 @@ def test_a_micro_run_repeats_bit_for_bit(tmp_path, monkeypatch) -> None:
     bytes (what README "Reproducibility" promises; another thread count or CPU only repeats within a tolerance)."""
     import torch
 
-    from common import recipes
+    from common import runs
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        runs = []
+        done = []
         for i in range(2):
-            monkeypatch.setenv(recipes.RUNS_ENV, str(tmp_path / f"runs{i}"))
-            runs.append(recipes.train("frozen_te", "micro", progress=False))
+            monkeypatch.setenv(runs.RUNS_ENV, str(tmp_path / f"runs{i}"))
+            done.append(runs.train("frozen_te", "micro", progress=False))
     finally:
         torch.set_num_threads(threads)
 
     def log(run) -> list[str]:
         return [json.dumps({k: v for k, v in r.items() if k != "elapsed_s"}, sort_keys=True) for r in run.log]
 
-    assert log(runs[0]) == log(runs[1]) and len(runs[0].log) == 3
-    assert runs[0].final.read_bytes() == runs[1].final.read_bytes()
+    assert log(done[0]) == log(done[1]) and len(done[0].log) == 3
+    assert done[0].final.read_bytes() == done[1].final.read_bytes()

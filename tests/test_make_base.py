@@ -1,16 +1,17 @@
 """`make base` at micro scale: all three stages train, the model is scored, figures and JSON are written."""
 import json
 
-from common import recipes
+from common import runs
+from common.io import ROOT
 
 
 def test_make_base_micro(tmp_path, monkeypatch):
     import sys
 
-    sys.path.insert(0, str(recipes.DATA.parent / "scripts"))
+    sys.path.insert(0, str(ROOT / "scripts"))
     import make_base
 
-    monkeypatch.setenv(recipes.RUNS_ENV, str(tmp_path / "runs"))
+    monkeypatch.setenv(runs.RUNS_ENV, str(tmp_path / "runs"))
     monkeypatch.setattr(sys, "argv", ["make_base.py", "--scale", "micro", "--out", str(tmp_path / "base")])
     make_base.main()
     out = json.loads((tmp_path / "base" / "base.json").read_text())

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common import claims, curves, probes, recipes, report, runpool, section
+from common import claims, curves, probes, recipes, report, runpool, runs, section
 from common.io import ROOT, read_json
 
 
@@ -18,7 +18,7 @@ def runs_dir(tmp_path_factory):
     """One temporary runs directory for the module: micro runs train once and are shared by the scripts."""
     with pytest.MonkeyPatch.context() as mp:
         d = tmp_path_factory.mktemp("runs")
-        mp.setenv(recipes.RUNS_ENV, str(d))
+        mp.setenv(runs.RUNS_ENV, str(d))
         yield d
 
 
@@ -98,7 +98,7 @@ def test_alpha_ladder(out):
     assert set(judged.values()) <= {"holds", "fails"}  # no recipes.json here: the precondition gates nothing
     _figures(out, "fig-9.15")
     # only the watch suite was evaluated
-    assert (recipes.run_dir("lora_r8_a128", "micro") / "eval-final-watch.json").exists()
+    assert (runs.run_dir("lora_r8_a128", "micro") / "eval-final-watch.json").exists()
     assert mod.figure(doc) is not None
 
 
@@ -113,13 +113,16 @@ def test_lora_ranks(out):
     assert rows["lora_r8_a8"]["trainable_params"] < rows["lora_r48_a48"]["trainable_params"] < rows["all_trainable"]["trainable_params"]
     d94 = _result(out, "table-9.4")
     _check(d94, ["8", "16", "32", "48"], ["watch_iou", "lvis_miou", "neg_correct", "fusion5_norm_ratio"],
-           ["watch_iou", "lvis_miou", "neg_correct"])
+           ["watch_iou", "lvis_miou", "neg_correct", "fusion5_norm_ratio"])  # the ratio: the post's text (table 9.4-text)
     recipes94 = {r["recipe"]: r for r in d94["rows"]}
     assert set(recipes94) >= {"all_trainable", "frozen_te", "fusion_only", "base"}
     assert recipes94["base"]["fusion5_norm_ratio"] == pytest.approx(1.0)
     assert d94["probe"]["module"].startswith("detr_encoder.layers.")
     d93 = _result(out, "fig-9.3")
     per = {r["recipe"]: r for r in d93["rows"]}
+    assert {p["table"] for p in d93["published"]} == {"fig-9.3"}  # the end losses the text gives, beside ours
+    assert {p["row"] for p in report.pairs(d93) if p["published"] is not None} == {
+        "all_trainable", "frozen_te", "fusion_only", "lora_r48", "lora_r8"}
     # base v4 (issue #15): full recipes and LoRA both take 4 images per step, so the √bs factor is the same (2)
     assert per["lora_r8_a8"]["sqrt_bs"] == 2 and per["frozen_te"]["sqrt_bs"] == 2 and per["frozen_te"]["grad_accum"] == 1
     assert per["lora_r8_a8"]["end_loss_scaled"] == pytest.approx(2 * per["lora_r8_a8"]["end_loss"], rel=1e-4)
@@ -202,7 +205,7 @@ def test_curves_smooth_end_loss_downsample():
 
 
 def test_fusion_norm_probe_sees_the_layer_output():
-    model = recipes.load_model("base", "micro")
+    model = runs.load_model("base", "micro")
     a = probes.fusion_output_norm(model, "micro", layer=5)
     n_layers = len(model.detr_encoder.layers)
     assert a["layer"] == min(5, n_layers - 1) and a["mean_norm"] > 0 and a["n_pairs"] > 0
@@ -233,9 +236,9 @@ def test_section_clean_and_markdown():
 
 def test_runpool_spawned_workers_use_the_callers_runs_dir(runs_dir):
     """Two spawned workers (jobs=2) score a new suite for trained runs; the cache lands in the caller's runs directory ($SAM3_REPRO_RUNS, inherited)."""
-    recipes.train("lora_r8_a8", "micro", progress=False)
-    recipes.train("fusion_only", "micro", progress=False)
+    runs.train("lora_r8_a8", "micro", progress=False)
+    runs.train("fusion_only", "micro", progress=False)
     got = runpool.train_and_score(["lora_r8_a8", "fusion_only"], "micro", suites=("lvis",), jobs=2, verbose=False)
     assert all("lvis" in s for _, s in got.values())
-    assert str(recipes.run_dir("fusion_only", "micro")).startswith(str(runs_dir))
-    assert (recipes.run_dir("fusion_only", "micro") / "eval-final-lvis.json").exists()
+    assert str(runs.run_dir("fusion_only", "micro")).startswith(str(runs_dir))
+    assert (runs.run_dir("fusion_only", "micro") / "eval-final-lvis.json").exists()

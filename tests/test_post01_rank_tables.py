@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from common import claims, mprank, recipes
+from common import claims, mprank, runs
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -79,7 +79,7 @@ def test_summarise_and_settle_step():
 
 
 def test_a_second_trainer_of_one_run_waits_for_the_lock(tmp_path):
-    """One guard per run directory: ``recipes.train`` holds ``common.io.exclusive`` on it, so a second process (here:
+    """One guard per run directory: ``runs.train`` holds ``common.io.exclusive`` on it, so a second process (here:
     a thread with its own file handle) waits until the first lets go, then reuses the finished run."""
     import threading
     import time
@@ -111,10 +111,10 @@ SCRIPTS = ("signal_rank", "rank_trajectory", "adalora_init", "mp_prescription", 
 
 @pytest.fixture(scope="module")
 def micro_env(tmp_path_factory):
-    runs = tmp_path_factory.mktemp("runs")
+    runs_dir = tmp_path_factory.mktemp("runs")
     out = tmp_path_factory.mktemp("out")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(recipes.RUNS_ENV, str(runs))
+        mp.setenv(runs.RUNS_ENV, str(runs_dir))
         mp.syspath_prepend(str(ROOT))
         yield out
 def _run(name: str, out: Path) -> dict:

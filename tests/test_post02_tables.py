@@ -1,11 +1,11 @@
-"""Post 02 Tables 1.1, 3.1, 4.1, 5.1b, 5.3, 6.1, 7.1: the shared pieces they stand on (weight deltas, metric-row tables
+"""Post 02 Tables 1.1, 3.1, 4.1, 5.1b, 5.3, 6.1, 7.1, 8.1: the shared pieces they stand on (weight deltas, metric-row tables
 with per-row units, stream exposure) with known answers, and each script at micro scale."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from common import claims, recipes, report, weightdiff
+from common import claims, report, runs, weightdiff
 from common.io import ROOT, read_json
 from common.report import load_script
 from common.train import stream_counts, stream_for_step
@@ -57,13 +57,13 @@ def test_stream_counts_match_the_cadence_rule():
 def runs_dir(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         d = tmp_path_factory.mktemp("runs")
-        mp.setenv(recipes.RUNS_ENV, str(d))
+        mp.setenv(runs.RUNS_ENV, str(d))
         yield d
 
 
 SCRIPTS = {"what_broke": "table-1.1", "headline": "table-3.1", "replay_vs_recovery": "table-4.1",
            "train_eval_overlap": "table-5.3", "weight_movement": "table-6.1", "bias_direction": "table-7.1",
-           "activation_drift": "table-5.1b"}
+           "activation_drift": "table-5.1b", "mech_interp": "table-8.1"}
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +119,7 @@ def test_table_contents_micro(outputs):
 def test_activation_slots_and_relative_drift():
     from common import activations
 
-    model = recipes.load_model("scratch", "micro")
+    model = runs.load_model("scratch", "micro")
     assert activations.slot_module(model, "decoder[-1]") is model.detr_decoder.layers[-1]
     with pytest.raises(ValueError, match="slot"):
         activations.slot_module(model, "fusion4")
@@ -128,3 +128,37 @@ def test_activation_slots_and_relative_drift():
     ref = torch.ones(2, 3, 4)
     drift = activations.relative_drift(ref * 1.5, ref, dims=1)
     assert drift.shape == (2, 3) and torch.allclose(drift, torch.full((2, 3), 0.5, dtype=torch.float64))
+
+
+def test_sae_recovers_planted_sparse_directions():
+    from common import sae
+
+    g = torch.Generator().manual_seed(0)
+    true = torch.linalg.qr(torch.randn(16, 4, generator=g))[0]  # 4 orthonormal directions in 16-d
+    codes = torch.rand(2000, 4, generator=g) * (torch.rand(2000, 4, generator=g) < 0.25)  # each active 1 time in 4
+    fit = sae.train_sae(codes @ true.T, n_features=8, l1=1e-3, steps=1500, lr=1e-2, seed=0)
+    assert fit.mse < 0.1 and fit.l0 < 4
+    assert sae.matched_fraction(true, fit.sae.W_d.detach(), threshold=0.9) == 1.0  # every planted direction is found
+    assert torch.allclose(fit.sae.W_d.norm(dim=0), torch.ones(8), atol=1e-5)
+    with pytest.raises(ValueError, match="NaN"):
+        sae.train_sae(torch.full((4, 3), float("nan")), 2)
+
+
+def test_head_contributions_sum_to_o_proj_and_capture_pairs_keeps_item_order():
+    from common import activations
+    from common.data import load_pairs
+    from common.model import SPECS
+    from common.worlds import ensure_worlds
+
+    mi = load_script(ROOT / "post02" / "mech_interp.py")
+    model = runs.load_model("scratch", "micro")
+    ds = load_pairs(ensure_worlds(scale="micro")["saco_gold"])
+    items = [(ds, p) for p in list(ds)[::-1][:10]]  # reversed: not grouped by image
+    o = model.detr_decoder.layers[-1].text_cross_attn.o_proj
+    tok, size = runs.tokenizer_for("micro"), SPECS["micro"].image_size
+    acts, logit = activations.capture_pairs(model, items, tok, size, {"in": (o, "input"), "out": (o, "output")},
+                                            images_per_batch=3)
+    c = mi.head_contributions(acts["in"], o, mi.heads_of(model))
+    assert torch.allclose(c.sum(1) + o.bias.double(), acts["out"][:, 0].double(), atol=1e-5)
+    one = [activations.capture_pairs(model, [it], tok, size, {"in": (o, "input")})[1] for it in items]
+    assert torch.allclose(torch.cat(one), logit, atol=1e-5)  # item i's logit is item i's, whatever the batching

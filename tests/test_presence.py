@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from common import claims, hooks, presence, recipes
+from common import claims, hooks, presence, recipes, runs
 from common.data import load_pairs
 from common.io import ROOT, read_json
 from common.model import SPECS
@@ -22,7 +22,7 @@ def runs_dir(tmp_path_factory):
     """One temporary runs directory for the module (micro runs train once and are shared)."""
     with pytest.MonkeyPatch.context() as mp:
         d = tmp_path_factory.mktemp("runs")
-        mp.setenv(recipes.RUNS_ENV, str(d))
+        mp.setenv(runs.RUNS_ENV, str(d))
         yield d
 
 
@@ -34,7 +34,7 @@ def _items(n: int = 6):
 
 
 def test_gate_has_the_posts_nine_tensors_and_parameter_count():
-    model = recipes.load_model("scratch", "micro")
+    model = runs.load_model("scratch", "micro")
     shapes = presence.gate_tensors(model)
     d = SPECS["micro"].hidden
     assert len(shapes) == 9
@@ -44,9 +44,9 @@ def test_gate_has_the_posts_nine_tensors_and_parameter_count():
 
 
 def test_cached_gate_logit_equals_the_models_presence_logit():
-    model = recipes.load_model("scratch", "micro")
+    model = runs.load_model("scratch", "micro")
     items = _items()
-    tok = recipes.tokenizer_for("micro")
+    tok = runs.tokenizer_for("micro")
     cache = presence.cache_gate_inputs(model, items, tok, SPECS["micro"].image_size, progress=False)
     with torch.no_grad():
         _, full = presence.forward_q0(model, items, list(range(len(items))), tok, SPECS["micro"].image_size)
@@ -58,10 +58,10 @@ def test_cached_gate_logit_equals_the_models_presence_logit():
 def test_cached_training_follows_the_full_forward_trajectory(tmp_path):
     """The cached repair and the full-forward repair take the same steps (same batches, same tensors)."""
     recipe = replace(recipes.resolve("presence_only", "micro"), steps=4, lr=1e-2)
-    items, tok = _items(), recipes.tokenizer_for("micro")
+    items, tok = _items(), runs.tokenizer_for("micro")
     losses = {}
     for full in (False, True):
-        model = recipes.load_model("scratch", "micro")
+        model = runs.load_model("scratch", "micro")
         run = presence.train_gate(model, recipe, tmp_path / str(full), items, tok, SPECS["micro"].image_size,
                                   progress=False, full_forward=full)
         losses[full] = [r["loss"] for r in run.log]
@@ -118,6 +118,6 @@ def test_presence_only_script_micro(runs_dir, tmp_path):
     assert (tmp_path / "post02" / "fig-5.1.png").exists() and (tmp_path / "post02" / "fig-5.2.svg").exists()
     assert out["timing"]["n_pairs"]["pos"] == out["timing"]["n_pairs"]["neg"]
     # the repaired model is a recipe every later script loads by name: only the head differs from lvis_replay
-    fixed, src = (recipes.load_model(n, "micro").state_dict() for n in ("presence_only", "lvis_replay"))
+    fixed, src = (runs.load_model(n, "micro").state_dict() for n in ("presence_only", "lvis_replay"))
     moved = {k for k in fixed if not torch.equal(fixed[k], src[k])}
     assert moved and all(k.startswith(presence.HEAD_PREFIXES) for k in moved)

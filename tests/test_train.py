@@ -5,7 +5,7 @@ import hashlib
 import pytest
 import torch
 
-from common import recipes
+from common import recipes, runs
 from common.evaluate import evaluate_model
 from common.io import read_json
 from common.model import load_state
@@ -13,7 +13,7 @@ from common.model import load_state
 
 @pytest.fixture(autouse=True)
 def runs_in_tmp(tmp_path, monkeypatch):
-    monkeypatch.setenv(recipes.RUNS_ENV, str(tmp_path / "runs"))
+    monkeypatch.setenv(runs.RUNS_ENV, str(tmp_path / "runs"))
 
 
 def _digest(t: torch.Tensor) -> str:
@@ -22,31 +22,31 @@ def _digest(t: torch.Tensor) -> str:
 
 def test_two_recipes_train_and_evaluate():
     for name in ("frozen_te", "lvis_replay_neg", "lora_r8_a8"):
-        run = recipes.train(name, "micro", progress=False)
+        run = runs.train(name, "micro", progress=False)
         assert run.summary["steps"] == 3 and len(run.log) == 3
         assert all(r["loss_per_sample"] > 0 for r in run.log)
         per_device = max(s.images for s in recipes.RECIPES[name].streams)  # full recipes 1 image, LoRA 4
         assert all(r["loss_scaled"] == pytest.approx(r["loss_per_sample"] * per_device ** 0.5) for r in run.log)
-    scores = evaluate_model(recipes.load_model("frozen_te", "micro"), "micro")
+    scores = evaluate_model(runs.load_model("frozen_te", "micro"), "micro")
     assert set(scores) == {"watch", "saco", "lvis"}
     assert 0.0 <= scores["watch"]["iou"] <= 1.0 and len(scores["watch"]["per_task_iou"]) == scores["watch"]["n_tasks"]
     assert 0.0 <= scores["saco"]["neg_correct"] <= 1.0
 
 
 def test_frozen_tensors_are_byte_identical_to_base():
-    base = recipes.load_model("base", "micro")
+    base = runs.load_model("base", "micro")
     before = {n: _digest(p) for n, p in base.named_parameters()}
-    recipes.train("fusion_only", "micro", progress=False)
-    tuned = recipes.load_model("fusion_only", "micro")
+    runs.train("fusion_only", "micro", progress=False)
+    tuned = runs.load_model("fusion_only", "micro")
     changed = {n for n, p in tuned.named_parameters() if _digest(p) != before[n]}
     assert changed, "fusion_only trained nothing"
     assert all(n.startswith(tuple(f"detr_encoder.layers.{i}." for i in range(5))) for n in changed)
 
 
 def test_resume_matches_uninterrupted_run(tmp_path, monkeypatch):
-    ref = recipes.train("frozen_te", "micro", progress=False)
+    ref = runs.train("frozen_te", "micro", progress=False)
     ref_state = load_state(ref.final)
-    monkeypatch.setenv(recipes.RUNS_ENV, str(tmp_path / "runs2"))
+    monkeypatch.setenv(runs.RUNS_ENV, str(tmp_path / "runs2"))
     calls = {"n": 0}
     accum = recipes.resolve("frozen_te", "micro").grad_accum  # extra_loss runs once per micro-batch
 
@@ -57,10 +57,10 @@ def test_resume_matches_uninterrupted_run(tmp_path, monkeypatch):
         return torch.zeros(())
 
     with pytest.raises(KeyboardInterrupt):
-        recipes.train("frozen_te", "micro", progress=False, extra_loss=crash_at_third_step)
-    d = recipes.run_dir("frozen_te", "micro")
+        runs.train("frozen_te", "micro", progress=False, extra_loss=crash_at_third_step)
+    d = runs.run_dir("frozen_te", "micro")
     assert (d / "resume.safetensors").exists() and not (d / "done.json").exists()
-    resumed = recipes.train("frozen_te", "micro", progress=False)
+    resumed = runs.train("frozen_te", "micro", progress=False)
     assert [r["step"] for r in resumed.log] == [1, 2, 3]
     for k, v in load_state(resumed.final).items():
         torch.testing.assert_close(v, ref_state[k], rtol=0, atol=1e-6, msg=k)
@@ -68,18 +68,18 @@ def test_resume_matches_uninterrupted_run(tmp_path, monkeypatch):
 
 def test_nan_loss_stops_with_a_clear_message():
     with pytest.raises(FloatingPointError, match="non-finite loss at step 1"):
-        recipes.train("frozen_te", "micro", progress=False, extra_loss=lambda m: torch.tensor(float("nan")))
+        runs.train("frozen_te", "micro", progress=False, extra_loss=lambda m: torch.tensor(float("nan")))
 
 
 def test_committed_base_manifest_matches_the_code():
-    if not recipes.BASE_MANIFEST.exists():
+    if not runs.BASE_MANIFEST.exists():
         pytest.skip("no committed tiny base yet")
     from common.worlds import worlds_hash
 
-    manifest = read_json(recipes.BASE_MANIFEST)
-    assert manifest["config_hash"] == recipes.base_hash("tiny", worlds_hash("tiny")), \
+    manifest = read_json(runs.BASE_MANIFEST)
+    assert manifest["config_hash"] == runs.base_hash("tiny", worlds_hash("tiny")), \
         "the committed base checkpoint was made by another config: run `make base`"
-    assert recipes.BASE_CHECKPOINT.exists()
+    assert runs.BASE_CHECKPOINT.exists()
 
 
 def test_mask_readout_covers_positive_pairs(monkeypatch, tmp_path):
@@ -93,10 +93,10 @@ def test_mask_readout_covers_positive_pairs(monkeypatch, tmp_path):
     from common.model import SPECS
     from common.worlds import ensure_worlds
 
-    monkeypatch.setenv(recipes.RUNS_ENV, str(tmp_path / "runs"))
+    monkeypatch.setenv(runs.RUNS_ENV, str(tmp_path / "runs"))
     ds = load_pairs(ensure_worlds(scale="micro")["watch_test"])
-    model = recipes.load_model("base", "micro")
-    tok = recipes.tokenizer_for("micro")
+    model = runs.load_model("base", "micro")
+    tok = runs.tokenizer_for("micro")
     pos = [p for p in ds if p.masks][:12]
     out = mask_readout(model, ds, tok, SPECS["micro"].image_size, pos)
     assert set(out) == {p.pair_id for p in pos}
@@ -143,10 +143,10 @@ def test_runpool_progress_line_reads_step_loss_and_eta(tmp_path, monkeypatch):
     """The periodic line `make table-9.15` prints for runs training in worker processes."""
     import json
 
-    from common import recipes, runpool
+    from common import runpool, runs
 
-    monkeypatch.setenv(recipes.RUNS_ENV, str(tmp_path))
-    d = recipes.run_dir("frozen_te", "micro")
+    monkeypatch.setenv(runs.RUNS_ENV, str(tmp_path))
+    d = runs.run_dir("frozen_te", "micro")
     d.mkdir(parents=True)
     assert runpool.progress_line("frozen_te", "micro") is None  # nothing logged yet
     (d / "config.json").write_text(json.dumps({"recipe": {"steps": 100}}))
