@@ -61,11 +61,13 @@ def _forward_by_image(model: torch.nn.Module, ds: PairDataset, tokenizer, image_
 
 
 def predict(model: torch.nn.Module, ds: PairDataset, tokenizer, image_size: int, pairs: Sequence[Pair] | None = None,
-            images_per_batch: int = 8, threshold: float = metrics.KEEP_THRESHOLD) -> list[Prediction]:
-    """Predictions for ``pairs`` (default: all of ``ds``), one vision forward per image."""
+            images_per_batch: int = 8, threshold: float = metrics.KEEP_THRESHOLD,
+            nms_iou: float | None = 0.5) -> list[Prediction]:
+    """Predictions for ``pairs`` (default: all of ``ds``), one vision forward per image; kept above ``threshold``,
+    mask NMS at ``nms_iou`` (None: none)."""
     out: list[Prediction] = []
     for p, logits, presence, masks, hw in _forward_by_image(model, ds, tokenizer, image_size, pairs, images_per_batch):
-        kept = metrics.postprocess(logits, presence[-1], masks, threshold=threshold, out_size=hw)
+        kept = metrics.postprocess(logits, presence[-1], masks, threshold=threshold, nms_iou=nms_iou, out_size=hw)
         out.append(Prediction(p, kept, presence.numpy().astype(np.float64)))
     return out
 
