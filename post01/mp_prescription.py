@@ -48,7 +48,7 @@ T913 = "post01/table-9.13"
 # judged when table-9.13 is written.
 @claim("p01-6-fusion-only-gap", "post01", "§6", table="9.13", needs=LEARNED, reads=("recipes",),
        quote="Most of the in-domain capacity of a vision-language fine-tune lives in the cross-attention fusion stack, not in the encoders or the decoder.",
-       statement="fusion_only recovers ≥ 80 % of the base→frozen_te watch-IoU gap (post: 92.5 %)")
+       statement="fusion_only recovers ≥ 80 % of the base→frozen_te watch-IoU gap")
 def _(r: Results) -> Outcome:
     b = iou_of(r, "base")
     return cmp((iou_of(r, "fusion_only") - b) / (iou_of(r, "frozen_te") - b), ">=", 0.8, "gap share")

@@ -14,12 +14,9 @@ from common.io import ROOT, read_json
 
 
 @pytest.fixture(scope="module", autouse=True)
-def runs_dir(tmp_path_factory):
-    """One temporary runs directory for the module: micro runs train once and are shared by the scripts."""
-    with pytest.MonkeyPatch.context() as mp:
-        d = tmp_path_factory.mktemp("runs")
-        mp.setenv(runs.RUNS_ENV, str(d))
-        yield d
+def _shared_runs(runs_dir):
+    """Every test of this module shares one runs cache (tests/conftest.py)."""
+    yield runs_dir
 
 
 @pytest.fixture(scope="module")

@@ -53,13 +53,6 @@ def test_stream_counts_match_the_cadence_rule():
 
 
 # ----------------------------------------------------------------------------- scripts at micro scale
-@pytest.fixture(scope="module")
-def runs_dir(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        d = tmp_path_factory.mktemp("runs")
-        mp.setenv(runs.RUNS_ENV, str(d))
-        yield d
-
 
 SCRIPTS = {"what_broke": "table-1.1", "headline": "table-3.1", "replay_vs_recovery": "table-4.1",
            "train_eval_overlap": "table-5.3", "weight_movement": "table-6.1", "bias_direction": "table-7.1",

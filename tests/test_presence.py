@@ -17,14 +17,6 @@ from common.report import load_script
 from common.worlds import ensure_worlds
 
 
-@pytest.fixture(scope="module")
-def runs_dir(tmp_path_factory):
-    """One temporary runs directory for the module (micro runs train once and are shared)."""
-    with pytest.MonkeyPatch.context() as mp:
-        d = tmp_path_factory.mktemp("runs")
-        mp.setenv(runs.RUNS_ENV, str(d))
-        yield d
-
 
 def _items(n: int = 6):
     paths = ensure_worlds(scale="micro")
