@@ -19,7 +19,7 @@ import time
 import numpy as np
 import torch
 
-from common import activations, cli, report, runs, section
+from common import activations, cli, published, report, runs, section
 from common.claims import NotYetRun, Outcome, Results, claim, cmp, every
 from common.data import load_pairs
 from common.evaluate import evaluate_run
@@ -203,6 +203,10 @@ def figure(result: dict):
                 ax.axhline(ref[f"f4_{g}"], color=c, ls=ls, lw=0.9, alpha=0.7)
     for name, ls in styles.items():
         ax.plot([], [], color="grey", ls=ls, label=f"{name} (endpoint)")
+    for g, c in colours.items():  # the post's recovery points (SAM3), same colour, hollow
+        col = f"f[4] {GROUP_LABEL[g]}"
+        report.mark_published(ax, list(RECOVERY_ROWS), [published.get("post02", "5.1b", lab, col) for lab in RECOVERY_ROWS.values()],
+                              label="published (SAM3), hollow" if g == "watch" else None, color=c)
     ax.set(xlabel="recovery step (the post's scale, of 2000)", ylabel="fusion[4] rel_Δ vs base",
            title=f"Fig 6.1 — recovery's fusion[4] drift ({result['scale']})")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0, -0.16), ncol=2)
@@ -213,6 +217,17 @@ def figure(result: dict):
                    color=report.PALETTE["published"] if special else report.PALETTE["ours"])
         bx.annotate(r["recipe"].replace("_frozen_te_boost", ""), (r["q0_lvis"], r["neg_correct"] * 100), fontsize=7,
                     xytext=(4, 4), textcoords="offset points")
+    for r in pts:  # the post's point: q0 drift (Table 5.1b) vs neg_correct (Table 3.1 / 5.2), where it printed both
+        label = {"frozen_te": "frozen-TE FT (no replay)", "lvis_replay": "lvis_replay (N=10, positive-only)",
+                 "lvis_replay_n100": "lvis_replay_n100 (N=100, sparsity ablation)",
+                 "lvis_replay_neg": "lvis_replay_neg (adds negatives stream)",
+                 "recovery": "recovery@2000 (post-hoc, no negatives)"}.get(r["recipe"])
+        x = published.get("post02", "5.1b", r["row"], "d[5].q0 LVIS")
+        y = published.get("post02", "3.1", label, "SA-Co neg_correct") if label else \
+            published.get("post02", "5.2", "presence_only (162 s on top of lvis_replay)", "SA-Co neg_correct")
+        if x is not None and y is not None:
+            bx.plot(x, y, "o", mfc="none", mec=report.PALETTE["published"], ms=8)
+    bx.plot([], [], "o", mfc="none", mec=report.PALETTE["published"], label="published (SAM3)")
     data = [r for r in pts if r["recipe"] != "presence_only"]
     if len(data) >= 2:
         k, b = np.polyfit([r["q0_lvis"] for r in data], [r["neg_correct"] * 100 for r in data], 1)
