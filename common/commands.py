@@ -10,6 +10,10 @@
   verdict and intruder dimensions (``common.spectral``); per module group rel_change (``common.weightdiff``); figure.
 - ``prescribe A B``: the MP-rank LoRA prescription (Post 01 §11–§12) from a partial fine-tune B of A, written as a
   ``peft.LoraConfig`` directory (``adapter_config.json``) that ``LoraConfig.from_pretrained`` reads unchanged.
+- ``repair-presence``: Post 02 §5's fix on your model and your data — retrain only the presence gate's head (BCE on the
+  unclamped presence logit, balanced positives = annotated categories, negatives = categories absent from an image, on
+  the cached gate input; ``common.presence``), save the full repaired model, and report neg_correct / IoU before and
+  after on ``--eval-data``.
 
 A model (``--model``, ``A``, ``B``) is a recipe name (``base``, ``frozen_te`` …, trained through the run cache) or a
 full-model ``.safetensors`` file of the same scale. Scales: micro / tiny (the real SAM3 path is not built yet).
@@ -271,6 +275,28 @@ def prescribe(a_ref: str, b_ref: str, out: Path, scale: str = "tiny", boost: flo
             "peft_config": str(Path(out) / "adapter_config.json")}
 
 
+# ----------------------------------------------------------------------------- repair-presence
+def repair_presence(model_ref: str, data: Path, out: Path, scale: str = "tiny", steps: int | None = None,
+                    lr: float | None = None, pos_weight: float = 1.0, seed: int = 0, eval_data: Path | None = None) -> dict:
+    """Retrain the presence gate of ``model_ref`` on ``data`` (``common.presence.repair_recipe``); the repaired full model
+    goes to ``out/repaired.safetensors``; with ``eval_data`` the SA-Co metrics and IoU before and after."""
+    from common import presence
+    from common.model import save_model
+
+    recipe = presence.repair_recipe(model_ref, scale, steps, lr, seed, pos_weight, data=str(split_json(data)))
+    summary = runs.train(recipe, scale).summary
+    ckpt = save_model(runs.load_model(recipe, scale), Path(out) / "repaired.safetensors")
+    doc = {"model": model_ref, "data": str(split_json(data)), "scale": scale, "recipe": recipe.name,
+           "repaired_checkpoint": str(ckpt),
+           **{k: summary[k] for k in ("gate_params", "trainable_params", "n_pairs", "steps", "cache_wall_s", "train_wall_s",
+                                      "repair_wall_s", "speedup_per_step")}}
+    if eval_data is not None:
+        for when, ref in (("before", model_ref), ("after", str(ckpt))):
+            v, _ = validate(ref, eval_data, scale)
+            doc[when] = {"iou": v["iou"], "mAP": v["coco"]["mAP"], **v["saco"]}
+    return doc
+
+
 # ----------------------------------------------------------------------------- the command line
 def _common(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--scale", default="tiny", choices=SCALES, help="model scale (default tiny)")
@@ -310,6 +336,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("b")
     p.add_argument("--boost", type=float, default=4.0, help="α rule boost (Post 01 §12)")
     _common(p)
+    p = sub.add_parser("repair-presence", help="retrain only the presence gate on your data (Post 02 §5 presence_only)")
+    p.add_argument("--model", required=True, help="recipe name or full-model .safetensors to repair")
+    p.add_argument("--data", type=Path, required=True,
+                   help="a COCO split (dir or JSON): annotated categories are the positives, absent ones the negatives")
+    p.add_argument("--eval-data", type=Path, default=None, help="a COCO split to score before and after the repair")
+    p.add_argument("--steps", type=int, default=None, help="training steps (default the recipe's: 1000 at tiny)")
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-4)")
+    p.add_argument("--pos-weight", type=float, default=1.0, help="BCE weight of the positives (Post 02 suggests > 1)")
+    _common(p)
     return ap
 
 
@@ -338,6 +373,12 @@ def main(argv: list[str] | None = None) -> dict:
         doc = diagnose(args.a, args.b, args.scale, args.rank)
         fig = diagnose_figure(doc)
         md = "## Module groups\n\n" + markdown_table(doc["groups"]) + "\n## Most-moved tensors\n\n" + markdown_table(doc["top"])
+    elif cmd == "repair-presence":
+        doc = repair_presence(args.model, args.data, args.out, args.scale, args.steps, args.lr, args.pos_weight, args.seed,
+                              args.eval_data)
+        md = markdown_table([{"": k, **doc[k]} for k in ("before", "after") if k in doc]) if "before" in doc else ""
+        md += (f"\nRepaired `{doc['model']}` on {doc['n_pairs']['pos']} + {doc['n_pairs']['neg']} pairs in "
+               f"{doc['repair_wall_s']} s ({doc['trainable_params']:,} parameters): `{doc['repaired_checkpoint']}`\n")
     else:
         doc = prescribe(args.a, args.b, args.out, args.scale, args.boost)
         md = markdown_table([{"rank": k, "tensors": v} for k, v in doc["rank_hist"].items()]) + \

@@ -124,6 +124,36 @@ def _stats(logit: torch.Tensor, label: torch.Tensor) -> dict[str, float]:
             "pos_bce": float(bce[pos].mean()), "neg_bce": float(bce[neg].mean())}
 
 
+def repair_recipe(source: str, scale: str, steps: int | None = None, lr: float | None = None, seed: int = 0,
+                  pos_weight: float | None = None, data: str | None = None):
+    """The presence_only recipe forked from ``source`` (a recipe name or a full-model ``.safetensors``); the registered
+    one when every option is the default. ``data``: a COCO JSON whose annotated categories are the positives and whose
+    absent categories are the negatives (a user's own data, ``python -m common repair-presence``) instead of the watch
+    world's two splits; its content hash is part of the recipe name, so new data is a new run."""
+    from dataclasses import replace
+
+    from common.recipes import PRESENCE_ONLY
+
+    r = PRESENCE_ONLY
+    tag = "" if source == r.init else "_from_" + Path(source).stem
+    changes = {"init": source, "seed": seed, **({"lr": lr} if lr is not None else {})}
+    if steps is not None:
+        changes.update(steps=steps, scale_steps={})
+    if pos_weight is not None and pos_weight != 1:
+        changes["loss"] = replace(r.loss, presence_pos_weight=pos_weight)
+        tag += f"_pw{pos_weight:g}"
+    if data is not None:
+        import hashlib
+
+        path = Path(data).resolve()
+        if not path.is_file():
+            raise FileNotFoundError(f"repair data {path} does not exist")
+        changes["streams"] = (replace(r.streams[0], split=str(path)), replace(r.streams[1], split=str(path)))
+        tag += f"_data{hashlib.sha256(path.read_bytes()).hexdigest()[:8]}"
+    tag += "" if seed == r.seed else f"_seed{seed}"
+    return replace(r, name=r.name + tag, **changes)
+
+
 def table_steps(total: int) -> list[int]:
     """Table 5.1's steps (0, 75, 150, 250, 750, 999 of 1,000) scaled to a ``total``-step run."""
     return sorted({min(total - 1, round(s * total / 1000)) for s in TABLE_STEPS})

@@ -319,11 +319,13 @@ def _train(name: str | Recipe, scale: str, progress: bool, force: bool, extra_lo
 def _train_presence_gate(model: torch.nn.Module, recipe: Recipe, d: Path, scale: str, paths: dict[str, Path], tok,
                          progress: bool):
     """Post 02 §5's repair (:func:`common.presence.train_gate`): positives of the first stream's split, negatives of
-    the second's, balanced to :data:`common.presence.PAIRS_PER_CLASS`."""
+    the second's (a worlds split, or a COCO JSON path whose absent categories give the negatives), balanced to
+    :data:`common.presence.PAIRS_PER_CLASS`."""
     from common.data import load_pairs
     from common.presence import PAIRS_PER_CLASS, balanced_pairs, train_gate
 
-    pos_ds, neg_ds = (load_pairs(paths[s.split]) for s in recipe.streams[:2])
+    pos_ds, neg_ds = (load_pairs(s.split, negatives="absent_categories") if s.split.endswith(".json")
+                      else load_pairs(paths[s.split]) for s in recipe.streams[:2])
     items = balanced_pairs([(pos_ds, p) for p in pos_ds if p.masks], [(neg_ds, p) for p in neg_ds if not p.masks],
                            PAIRS_PER_CLASS[scale], recipe.seed)
     return train_gate(model, recipe, d, items, tok, SPECS[scale].image_size, progress=progress)

@@ -22,8 +22,6 @@ Writes results/post02/table-5.1.{json,md}, table-5.2.{json,md} and fig-5.1/fig-5
 from __future__ import annotations
 
 import time
-from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -59,21 +57,6 @@ def add_args(ap) -> None:
                     help="also train a class-weighted repair (BCE pos_weight W) as its own row; 1 = skip (default 3)")
 
 
-def repair_recipe(source: str, scale: str, steps: int | None, lr: float | None, seed: int,
-                  pos_weight: float | None = None) -> recipes.Recipe:
-    """The presence_only recipe forked from ``source``; the registered one when every option is the default."""
-    r = recipes.PRESENCE_ONLY
-    tag = "" if source == r.init else "_from_" + Path(source).stem
-    changes = {"init": source, "seed": seed, **({"lr": lr} if lr is not None else {})}
-    if steps is not None:
-        changes.update(steps=steps, scale_steps={})
-    if pos_weight is not None and pos_weight != 1:
-        changes["loss"] = replace(r.loss, presence_pos_weight=pos_weight)
-        tag += f"_pw{pos_weight:g}"
-    tag += "" if seed == r.seed else f"_seed{seed}"
-    return replace(r, name=r.name + tag, **changes)
-
-
 def probe_rows(scale: str, source: str, repaired: list[recipes.Recipe], seed: int) -> list[dict]:
     """Logistic-probe AUC of the gate input (q0) vs the AUC of the gate's own logit, on held-out SA-Co-like pairs."""
     ds = load_pairs(ensure_worlds(scale=scale)["saco_gold"])
@@ -102,8 +85,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = cli.parse(__doc__, argv, extra=add_args)
     t0 = time.time()
     scale = args.scale
-    plain = repair_recipe(args.source, scale, args.steps, args.lr, args.seed)
-    weighted = repair_recipe(args.source, scale, args.steps, args.lr, args.seed, args.pos_weight) \
+    plain = presence.repair_recipe(args.source, scale, args.steps, args.lr, args.seed)
+    weighted = presence.repair_recipe(args.source, scale, args.steps, args.lr, args.seed, args.pos_weight) \
         if args.pos_weight != 1 else None
     repairs = {r.name: runs.train(r, scale) for r in (plain, weighted) if r is not None}
     summary = repairs[plain.name].summary

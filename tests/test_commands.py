@@ -7,6 +7,7 @@ import json
 import shutil
 
 import pytest
+import torch
 
 from common import commands, runs
 from common.io import read_json
@@ -94,3 +95,20 @@ def test_malformed_inputs_name_the_file_and_field(env, tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.safetensors"):
         commands.main(["diagnose", "base", str(tmp_path / "missing.safetensors"), "--scale", "micro", "--out", str(tmp_path / "o")])
     assert not (tmp_path / "o" / "validate.json").exists()  # nothing half-written
+
+
+def test_repair_presence_micro_moves_only_the_gate_head(env, tmp_path):
+    from common import presence
+    from common.model import load_state
+
+    doc = commands.main(["repair-presence", "--model", "base", "--data", str(env / "train"), "--eval-data", str(env / "valid"),
+                         "--scale", "micro", "--out", str(tmp_path), "--steps", "5"])
+    assert doc["n_pairs"]["pos"] == doc["n_pairs"]["neg"] > 0 and set(doc) >= {"before", "after", "repaired_checkpoint"}
+    fixed, base = load_state(doc["repaired_checkpoint"]), runs.load_model("base", "micro").state_dict()
+    moved = {k for k in fixed if not torch.equal(fixed[k].float(), base[k].float())}
+    assert moved and all(k.startswith(presence.HEAD_PREFIXES) for k in moved)
+    # the repaired file is a model every command reads; new data is a new run (its hash is in the recipe name)
+    assert commands.main(["validate", "--model", doc["repaired_checkpoint"], "--data", str(env / "valid"), "--scale", "micro",
+                          "--out", str(tmp_path / "v")])["n_pairs"] > 0
+    other = presence.repair_recipe("base", "micro", data=str(env / "valid" / "_annotations.coco.json"))
+    assert other.name != doc["recipe"]
