@@ -66,7 +66,7 @@ rank-series: $(VENV) ## rank series papers 81-88 (SCALE=tiny default; runs cache
 presence-only: $(VENV) ## Post 02 §5 Tables 5.1 + 5.2: retrain only the presence gate of lvis_replay (the repair; cached gate input)
 	$(PY) post02/presence_only.py --scale $(SCALE)
 
-post02: $(VENV) ## every Post 02 table and figure written so far (results/post02/; presence_only first: later tables read its model)
+post02: $(VENV) ## every Post 02 table and figure (results/post02/; presence_only first: later tables read its model)
 	$(PY) post02/presence_only.py --scale $(SCALE)
 	$(PY) post02/what_broke.py --scale $(SCALE)
 	$(PY) post02/headline.py --scale $(SCALE)
