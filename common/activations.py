@@ -52,14 +52,15 @@ def capture_grid(model: torch.nn.Module, images: Sequence[np.ndarray], phrases: 
     return {s: torch.stack(v) for s, v in per_image.items()}
 
 
-@torch.no_grad()
 def capture_pairs(model: torch.nn.Module, items: Sequence[tuple], tokenizer, image_size: int,
                   modules: dict[str, tuple[torch.nn.Module, str]], images_per_batch: int = 16,
-                  edit: Callable[[list[int]], ContextManager] | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+                  edit: Callable[[list[int]], ContextManager] | None = None, grad: bool = False, progress: bool = False,
+                  desc: str = "activations") -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Per (dataset, pair) item, in order: ``{key: tensor [n, ...]}`` of what each ``modules[key] = (module, "input" |
-    "output")`` sees, and the last layer's unclamped presence logit [n]. One vision pass per image. ``edit(idx)``: a
-    context (an :func:`common.hooks.overwrite`) held around the forward of the items ``idx``, in that order
-    (activation patching, steering)."""
+    "output")`` sees (detached), and the last layer's unclamped presence logit [n]. One vision pass per image,
+    ``images_per_batch`` images per forward. ``edit(idx)``: a context (an :func:`common.hooks.overwrite`) held around
+    the forward of the items ``idx``, in that order (activation patching, steering). ``grad``: the logits keep their
+    graph (a training path); otherwise the forwards run without one."""
     model.eval()
     groups: dict[str, list[int]] = {}
     for i, (_, p) in enumerate(items):
@@ -67,13 +68,15 @@ def capture_pairs(model: torch.nn.Module, items: Sequence[tuple], tokenizer, ima
     keys = sorted(groups)
     parts: dict[str, list[torch.Tensor]] = {k: [] for k in modules}
     logits, order = [], []
-    for b in range(0, len(keys), images_per_batch):
-        idx = [i for k in keys[b:b + images_per_batch] for i in groups[k]]
-        pos = {k: j for j, k in enumerate(keys[b:b + images_per_batch])}
-        images = [items[groups[k][0]][0].image(items[groups[k][0]][1]) for k in keys[b:b + images_per_batch]]
+    for b in tqdm(range(0, len(keys), images_per_batch), desc=desc, disable=not progress, mininterval=5):
+        batch = keys[b:b + images_per_batch]
+        idx = [i for k in batch for i in groups[k]]
+        pos = {k: j for j, k in enumerate(batch)}
+        images = [items[groups[k][0]][0].image(items[groups[k][0]][1]) for k in batch]
         ids, am = tokenizer([items[i][1].phrase for i in idx])
         index = torch.tensor([pos[str(items[i][1].path)] for i in idx])
         with ExitStack() as stack:
+            stack.enter_context(torch.enable_grad() if grad else torch.no_grad())
             if edit is not None:
                 stack.enter_context(edit(idx))
             seen = {k: stack.enter_context(capture(m, what)) for k, (m, what) in modules.items()}

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import shutil
 import time
 from pathlib import Path
@@ -33,34 +32,20 @@ import numpy as np
 import torch
 
 from common import metrics, mprank, runs, spectral, weightdiff
+from common.data import read_doc
 from common.io import atomic_write_json, atomic_write_text, run_meta, save_figure
 from common.model import SPECS, fine_group_of, to_pixels
 from common.report import markdown_table, style
+from common.worlds import encode_rle
 
 SCALES = ("micro", "tiny")
 
 
 # ----------------------------------------------------------------------------- shared
-def _model(ref: str, scale: str) -> torch.nn.Module:
-    """A recipe name or a full-model .safetensors file, loaded at ``scale``; a clear error otherwise."""
-    if ref.endswith(".safetensors") and not Path(ref).is_file():
-        raise FileNotFoundError(f"model checkpoint {ref} does not exist")
-    return runs.load_model(ref, scale)
-
-
 def _write(out: Path, name: str, doc: dict, md: str) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / f"{name}.md", md)
     return atomic_write_json(out / f"{name}.json", doc)
-
-
-def _coco_doc(path: Path) -> dict:
-    if not path.is_file():
-        raise FileNotFoundError(f"COCO file {path} does not exist")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from e
 
 
 def split_json(data: Path) -> Path:
@@ -80,7 +65,7 @@ def make_example_data(out: Path, scale: str = "tiny", n_train: int = 24, n_valid
     paths = ensure_worlds(scale=scale)
     made = {}
     for split, src, n in (("train", "watch_train", n_train), ("valid", "watch_test", n_valid)):
-        doc = _coco_doc(paths[src])
+        doc = read_doc(paths[src])
         rng = np.random.default_rng(seed)
         ids = sorted(rng.choice([im["id"] for im in doc["images"]], min(n, len(doc["images"])), replace=False).tolist())
         keep = set(ids)
@@ -128,14 +113,12 @@ def validate(model_ref: str, data: Path, scale: str = "tiny", prob_threshold: fl
              nms_iou: float | None = 0.5) -> tuple[dict, list[dict]]:
     """Score a model on a COCO split: watch-style IoU, COCO segm mAP / mAR, SA-Co/Gold metrics; also the detections
     in COCO results format (what ``COCOeval`` scored)."""
-    from pycocotools import mask as mask_utils
-
     from common.data import load_pairs
     from common.evaluate import predict, score_saco
 
     path = split_json(data)
     ds = load_pairs(path, negatives="absent_categories")
-    model = _model(model_ref, scale)
+    model = runs.load_model(model_ref, scale)
     preds = predict(model, ds, runs.tokenizer_for(scale), SPECS[scale].image_size, threshold=prob_threshold,
                     nms_iou=nms_iou)
     pos = [p for p in preds if p.pair.masks]
@@ -143,14 +126,12 @@ def validate(model_ref: str, data: Path, scale: str = "tiny", prob_threshold: fl
     dets = []
     for p in preds:
         for m, s in zip(p.kept.masks, p.kept.scores):
-            rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
-            rle["counts"] = rle["counts"].decode("ascii")
-            dets.append({"image_id": p.pair.image_id, "category_id": p.pair.category_id, "segmentation": rle,
+            dets.append({"image_id": p.pair.image_id, "category_id": p.pair.category_id, "segmentation": encode_rle(m),
                          "score": float(s)})
     saco = score_saco(ds, preds)
     return {"data": str(path), "model": model_ref, "scale": scale, "prob_threshold": prob_threshold, "nms_iou": nms_iou,
             "n_pairs": len(preds), "n_positive": len(pos), "n_detections": len(dets),
-            "iou": iou.mean, "coco": coco_map(_coco_doc(path), dets),
+            "iou": iou.mean, "coco": coco_map(read_doc(path), dets),
             "saco": {k: saco.get(k) for k in ("cgF1", "IL_MCC", "pmF1", "neg_correct", "pos_mean_IoU")}}, dets
 
 
@@ -168,7 +149,7 @@ def infer(model_ref: str, image: Path, phrases: Sequence[str], scale: str = "tin
     if not phrases:
         raise ValueError("infer needs at least one phrase (--phrases 'a,b')")
     im = np.asarray(Image.open(image).convert("RGB"))
-    model = _model(model_ref, scale)
+    model = runs.load_model(model_ref, scale)
     ids, am = runs.tokenizer_for(scale)(list(phrases))
     with torch.no_grad():
         o = forward_pairs(model.eval(), to_pixels([im], SPECS[scale].image_size), ids, am,
@@ -179,9 +160,9 @@ def infer(model_ref: str, image: Path, phrases: Sequence[str], scale: str = "tin
                                 out_size=im.shape[:2])
         objs = []
         for m, s in zip(k.masks, k.scores):
-            rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
+            rle = encode_rle(m)
             objs.append({"score": float(s), "box_xywh": [float(v) for v in mask_utils.toBbox(rle)],
-                         "area": int(m.sum()), "rle": {"size": rle["size"], "counts": rle["counts"].decode("ascii")}})
+                         "area": int(m.sum()), "rle": rle})
         out.append({"phrase": ph, "presence_sigmoid": float(torch.sigmoid(o.presence[-1, r])), "objects": objs,
                     "_masks": k.masks})
     fig = overlay(im, out)
@@ -218,7 +199,7 @@ def overlay(im: np.ndarray, results: list[dict]):
 def diagnose(a_ref: str, b_ref: str, scale: str = "tiny", rank: int = 16, intruder_k: int = 8, top: int = 20) -> dict:
     """Weight movement A → B: per tensor (≥ 2-D: rel_change, MP-rank, e90, rank-``rank`` saturation verdict, intruder
     dimensions among the top ``intruder_k`` singular vectors) and per module group."""
-    a, b = _model(a_ref, scale).state_dict(), _model(b_ref, scale).state_dict()
+    a, b = runs.load_model(a_ref, scale).state_dict(), runs.load_model(b_ref, scale).state_dict()
     rep = spectral.spectral_report(a, b)
     rows = []
     for r in rep.sort_values("rel_change", ascending=False).to_dict("records"):
@@ -263,7 +244,7 @@ def prescribe(a_ref: str, b_ref: str, out: Path, scale: str = "tiny", boost: flo
     with the §12 α rule, saved to ``out`` (``adapter_config.json``)."""
     from common import lora
 
-    a, b = _model(a_ref, scale), _model(b_ref, scale)
+    a, b = runs.load_model(a_ref, scale), runs.load_model(b_ref, scale)
     deltas = mprank.linear_deltas(a, b, lora.linear_names(b, include=list(mprank.LORA_ABLE)))
     ranks = mprank.mp_ranks(deltas)
     config = lora.prescription_config(ranks, boost)

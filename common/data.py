@@ -275,7 +275,8 @@ def _to_rle(seg: Any, h: int, w: int, path: Path, where: str) -> dict:
     return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": c.decode("ascii") if isinstance(c, bytes) else c}
 
 
-def _read_doc(path: Path) -> dict:
+def read_doc(path: Path) -> dict:
+    """A COCO / SA-Co JSON as a dict, with an error naming the file and field when it is missing or malformed."""
     try:
         doc = read_json(path)
     except FileNotFoundError:
@@ -410,7 +411,7 @@ def load_pairs(json_path: str | Path, image_root: str | Path | None = None,
     The world tag of each pair comes from the entry's ``world`` field, else from the file's location.
     """
     path = Path(json_path)
-    doc = _read_doc(path)
+    doc = read_doc(path)
     root = Path(image_root) if image_root is not None else path.parent
     if detect_format(doc) == "saco":
         if negatives is not None:

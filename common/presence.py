@@ -16,7 +16,6 @@ full forward; both give the same loss trajectory (``tests/test_presence.py``).
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -27,10 +26,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from common.activations import capture_pairs
 from common.data import Pair, PairDataset
-from common.forward import forward_pairs
-from common.hooks import capture
-from common.model import to_pixels
 
 #: The gate's 9 tensors (HF names), and the 8 a cached repair trains.
 GATE_PREFIXES = ("detr_decoder.presence_token.", "detr_decoder.presence_layer_norm.", "detr_decoder.presence_head.")
@@ -63,31 +60,14 @@ class GateCache:
     wall_s: float
 
 
-def _by_image(items: Sequence[tuple[PairDataset, Pair]]) -> list[list[int]]:
-    groups: dict[str, list[int]] = defaultdict(list)
-    for i, (_, p) in enumerate(items):
-        groups[str(p.path)].append(i)
-    return [groups[k] for k in sorted(groups)]
-
-
 def forward_q0(model: torch.nn.Module, items: Sequence[tuple[PairDataset, Pair]], idx: Sequence[int], tokenizer,
                image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(q0 [n, d], presence logit of the last layer [n]) for ``items[idx]``, one vision pass per image; gradients
-    flow into the gate when the caller enables them (the full-forward path)."""
-    keys: dict[str, int] = {}
-    images, img_index = [], []
-    for i in idx:
-        ds, p = items[i]
-        k = str(p.path)
-        if k not in keys:
-            keys[k] = len(images)
-            images.append(ds.image(p))
-        img_index.append(keys[k])
-    ids, am = tokenizer([items[i][1].phrase for i in idx])
-    with capture(model.detr_decoder.presence_layer_norm, "input") as seen:
-        out = forward_pairs(model, to_pixels(images, image_size), ids, am, torch.tensor(img_index),
-                            mask_rows=torch.zeros(0, dtype=torch.long))
-    return seen[-1][:, 0], out.presence[-1]
+    """(q0 [n, d], presence logit of the last layer [n]) for ``items[idx]``, one forward of the whole batch (one vision
+    pass per image); gradients flow into the gate when the caller enables them (the full-forward path)."""
+    acts, logit = capture_pairs(model, [items[i] for i in idx], tokenizer, image_size,
+                                {"q0": (model.detr_decoder.presence_layer_norm, "input")}, images_per_batch=len(idx),
+                                grad=torch.is_grad_enabled())
+    return acts["q0"][:, 0], logit
 
 
 @torch.no_grad()
@@ -95,14 +75,10 @@ def cache_gate_inputs(model: torch.nn.Module, items: Sequence[tuple[PairDataset,
                       images_per_batch: int = 16, progress: bool = True, desc: str = "caching gate input") -> GateCache:
     """Run the frozen model once over ``items`` ((dataset, pair)) and keep each pair's q0 (Post 02 §5's cache)."""
     t0 = time.time()
-    model.eval()
-    groups = _by_image(items)
-    q0 = torch.zeros(len(items), model.config.detr_decoder_config.hidden_size)
-    for b in tqdm(range(0, len(groups), images_per_batch), desc=desc, disable=not progress, mininterval=5):
-        idx = [i for g in groups[b:b + images_per_batch] for i in g]
-        q0[idx] = forward_q0(model, items, idx, tokenizer, image_size)[0]
+    acts, _ = capture_pairs(model, items, tokenizer, image_size, {"q0": (model.detr_decoder.presence_layer_norm, "input")},
+                            images_per_batch, progress=progress, desc=desc)
     label = torch.tensor([1.0 if p.masks else 0.0 for _, p in items])
-    return GateCache(q0, label, [p.pair_id for _, p in items], round(time.time() - t0, 2))
+    return GateCache(acts["q0"][:, 0], label, [p.pair_id for _, p in items], round(time.time() - t0, 2))
 
 
 def balanced_pairs(pos: Sequence[tuple[PairDataset, Pair]], neg: Sequence[tuple[PairDataset, Pair]], per_class: int,

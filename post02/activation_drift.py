@@ -67,24 +67,25 @@ def slots(scale: str) -> dict[str, str]:
     return {"fusion": f"fusion[{min(4, SPECS[scale].fusion_layers - 1)}]", "decoder": "decoder[-1]"}
 
 
-def readouts(acts: dict[str, torch.Tensor], where: dict[str, str]) -> dict[str, torch.Tensor]:
-    """The three compared activations per (image, phrase): fusion tokens, q0, and the mean of the object queries."""
+def read(model, images, phrases: dict[str, list[str]], scale: str) -> dict[str, torch.Tensor]:
+    """The three compared activations per (image, phrase), every group's phrases in order: fusion tokens, q0, and the
+    mean of the object queries."""
+    where = slots(scale)
+    acts = activations.capture_grid(model, images, [p for g in GROUPS for p in phrases[g]], runs.tokenizer_for(scale),
+                                    SPECS[scale].image_size, list(where.values()), progress=False)
     dec = acts[where["decoder"]]
     return {"f4": acts[where["fusion"]], "q0": dec[:, :, 0], "d5": dec[:, :, 1:].mean(dim=2)}
 
 
 def drift_row(model, base_read: dict, images, phrases: dict[str, list[str]], scale: str) -> dict[str, float]:
     """rel_Δ vs base per slot × prompt group (mean over images, then over the group's phrases)."""
-    where = slots(scale)
-    flat = [p for g in GROUPS for p in phrases[g]]
-    read = readouts(activations.capture_grid(model, images, flat, runs.tokenizer_for(scale), SPECS[scale].image_size,
-                                             list(where.values()), progress=False), where)
+    ours = read(model, images, phrases, scale)
     out, start = {}, 0
     for g in GROUPS:
         sl = slice(start, start + len(phrases[g]))
         start += len(phrases[g])
         for layer, dims in (("f4", 2), ("q0", 1), ("d5", 1)):
-            per = activations.relative_drift(read[layer][:, sl], base_read[layer][:, sl], dims)  # [images, phrases]
+            per = activations.relative_drift(ours[layer][:, sl], base_read[layer][:, sl], dims)  # [images, phrases]
             out[f"{layer}_{g}"] = float(per.mean(dim=0).mean())
     return out
 
@@ -113,10 +114,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     scale = args.scale
     phrases, images = prompts(scale, args.seed), probe_images(scale, args.seed)
     where = slots(scale)
-    tok, size = runs.tokenizer_for(scale), SPECS[scale].image_size
     flat = [p for g in GROUPS for p in phrases[g]]
-    base_read = readouts(activations.capture_grid(runs.load_model("base", scale), images, flat, tok, size,
-                                                  list(where.values()), progress=False), where)
+    base_read = read(runs.load_model("base", scale), images, phrases, scale)
     rows = []
     for spec in checkpoints(scale):
         name = RECOVERY if spec["recipe"] == "recovery" else spec["recipe"]

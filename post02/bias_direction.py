@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for k, (end, start, label) in TRAJ.items():
         v = d[k].numpy()
         o = origin.get(k, np.zeros_like(v))
-        scalar = float(states[end][SCALAR].double().sum() - states[start][SCALAR].double().sum())
+        scalar = float(weightdiff.delta(states[start], states[end], SCALAR).sum())  # one number
         rows.append({"row": label, "trajectory": k, "recipe": end, "start": start,
                      "norm_rel_base": float(np.linalg.norm(v)) / base_norm,
                      "cos_frozen_te": weightdiff.cosine(d[k], d["frozen_te"]),
