@@ -2,6 +2,8 @@
 
 - ``make-example-data DIR``: a small COCO dataset in SAM3-LoRA's layout (``train/`` and ``valid/``, each
   ``_annotations.coco.json`` + images), cut from the generated watch world.
+- ``finetune --config cfg.yaml``: full / frozen-TE / fusion-only / LoRA fine-tune on your COCO data, optional replay and
+  negatives streams, best and last checkpoints (``common.finetune``; several processes under ``torchrun``).
 - ``validate``: a model on a COCO split: watch-style IoU (union of kept masks vs GT union per image × category), COCO
   segm mAP / mAR (pycocotools ``COCOeval``), and the SA-Co/Gold metrics (cgF1, IL_MCC, pmF1, neg_correct) with a
   negative pair for every category absent from an image.
@@ -111,14 +113,19 @@ def coco_map(gt_doc: dict, dets: list[dict]) -> dict[str, float]:
 
 def validate(model_ref: str, data: Path, scale: str = "tiny", prob_threshold: float = metrics.KEEP_THRESHOLD,
              nms_iou: float | None = 0.5) -> tuple[dict, list[dict]]:
-    """Score a model on a COCO split: watch-style IoU, COCO segm mAP / mAR, SA-Co/Gold metrics; also the detections
-    in COCO results format (what ``COCOeval`` scored)."""
+    """Score a model (recipe name or full-model file) on a COCO split: :func:`score_model`."""
+    doc, dets = score_model(runs.load_model(model_ref, scale), split_json(data), scale, prob_threshold, nms_iou)
+    return {"model": model_ref, **doc}, dets
+
+
+def score_model(model: torch.nn.Module, path: Path, scale: str, prob_threshold: float = metrics.KEEP_THRESHOLD,
+                nms_iou: float | None = 0.5) -> tuple[dict, list[dict]]:
+    """A model on a COCO annotation file: watch-style IoU, COCO segm mAP / mAR, SA-Co/Gold metrics (a negative pair
+    for every category absent from an image); also the detections in COCO results format (what ``COCOeval`` scored)."""
     from common.data import load_pairs
     from common.evaluate import predict, score_saco
 
-    path = split_json(data)
     ds = load_pairs(path, negatives="absent_categories")
-    model = runs.load_model(model_ref, scale)
     preds = predict(model, ds, runs.tokenizer_for(scale), SPECS[scale].image_size, threshold=prob_threshold,
                     nms_iou=nms_iou)
     pos = [p for p in preds if p.pair.masks]
@@ -129,7 +136,7 @@ def validate(model_ref: str, data: Path, scale: str = "tiny", prob_threshold: fl
             dets.append({"image_id": p.pair.image_id, "category_id": p.pair.category_id, "segmentation": encode_rle(m),
                          "score": float(s)})
     saco = score_saco(ds, preds)
-    return {"data": str(path), "model": model_ref, "scale": scale, "prob_threshold": prob_threshold, "nms_iou": nms_iou,
+    return {"data": str(path), "scale": scale, "prob_threshold": prob_threshold, "nms_iou": nms_iou,
             "n_pairs": len(preds), "n_positive": len(pos), "n_detections": len(dets),
             "iou": iou.mean, "coco": coco_map(read_doc(path), dets),
             "saco": {k: saco.get(k) for k in ("cgF1", "IL_MCC", "pmF1", "neg_correct", "pos_mean_IoU")}}, dets
@@ -307,6 +314,12 @@ def parser() -> argparse.ArgumentParser:
         else:
             p.add_argument("--image", type=Path, required=True)
             p.add_argument("--phrases", required=True, help="comma-separated phrases")
+    p = sub.add_parser("finetune", help="fine-tune on your COCO data from a YAML config (full / frozen-TE / fusion-only / "
+                       "LoRA; replay and negatives streams); torchrun for several processes")
+    p.add_argument("--config", type=Path, required=True, help="YAML config (schema: common.finetune.FinetuneConfig)")
+    p.add_argument("--out", type=Path, default=None, help="override the config's out directory")
+    p.add_argument("--steps", type=int, default=None, help="override the config's steps")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p = sub.add_parser("diagnose", help="where the weights moved from A to B (per tensor and group)")
     p.add_argument("a")
     p.add_argument("b")
@@ -337,6 +350,15 @@ def main(argv: list[str] | None = None) -> dict:
         made = make_example_data(args.out, args.scale, args.n_train, args.n_valid, args.seed)
         print(f"wrote {args.out}/train and {args.out}/valid: {made}")
         return made
+    if cmd == "finetune":
+        from common.finetune import finetune, load_config
+
+        over = {k: v for k, v in (("out", args.out and args.out.resolve()), ("steps", args.steps)) if v is not None}
+        doc = finetune(load_config(args.config, over), progress=not args.no_progress, command=vars(args))
+        if doc:
+            print(f"finetune: {doc['steps']} steps in {doc['train_wall_s']:.1f} s; best (by {doc['selected']['by']}) "
+                  f"step {doc['selected']['step']} → {doc['best']}; last → {doc['last']} ({time.time() - t0:.1f} s)")
+        return doc
     nms = getattr(args, "nms_iou", None)
     nms = None if nms is not None and nms <= 0 else nms
     fig = None

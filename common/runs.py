@@ -267,11 +267,18 @@ def make_streams(recipe: Recipe, paths: dict[str, Path]) -> tuple[list, Recipe]:
 
     streams = []
     for j, s in enumerate(recipe.streams):
-        if s.split not in paths:
+        if s.split.endswith(".json"):  # a COCO file (a user's data): its absent categories are the negative phrases
+            ds = load_pairs(s.split, negatives="absent_categories" if s.neg else None)
+        elif s.split in paths:
+            ds = load_pairs(paths[s.split])
+        else:
             raise KeyError(f"recipe {recipe.name}: stream split {s.split!r} not among the worlds' splits {sorted(paths)}")
-        sampler = StreamSampler(load_pairs(paths[s.split]), s.pos, s.neg, seed=recipe.seed * 1000 + j,
-                                hard_types=s.hard_types)
-        streams.append((sampler, s.every, s.images, s.split))
+        sampler = StreamSampler(ds, s.pos, s.neg, seed=recipe.seed * 1000 + j, hard_types=s.hard_types)
+        label = s.split
+        if s.split.endswith(".json"):  # the log names a file's stream by its split directory (train, valid, …)
+            label = Path(s.split).parent.name or Path(s.split).stem
+            label = label if label not in [x[3] for x in streams] else f"{label}#{j}"
+        streams.append((sampler, s.every, s.images, label))
     if recipe.steps is None:
         per_epoch = streams[0][0].visits_per_epoch() / (recipe.streams[0].images * recipe.grad_accum)
         recipe = replace(recipe, steps=max(1, math.ceil(recipe.epochs * per_epoch)))
@@ -291,13 +298,8 @@ def _train(name: str | Recipe, scale: str, progress: bool, force: bool, extra_lo
     if done.exists() and not force:
         return RunResult(d, d / "final.safetensors", read_log(d / "log.jsonl"), read_json(done))
     paths = ensure_worlds(scale=scale)
-    tok = tokenizer_for(scale)
-    model = build_model(scale, len(tok), seed=recipe.seed)
-    model = _apply_init(model, recipe.init, scale, train_if_missing=True)
-    if recipe.adapter is not None:
-        torch.manual_seed(recipe.seed)
-        model = apply_adapter(model, recipe.adapter)
-        extra_loss = extra_loss or adapter_loss(recipe.adapter)
+    model, tok, adapter_extra = prepare(recipe, scale)
+    extra_loss = extra_loss or adapter_extra
     d.mkdir(parents=True, exist_ok=True)
     if recipe.objective == "presence_gate":
         atomic_write_json(d / "config.json", {"recipe": recipe.to_dict(), "scale": scale,
@@ -314,6 +316,20 @@ def _train(name: str | Recipe, scale: str, progress: bool, force: bool, extra_lo
 
         save_model(model, d / "full.safetensors")
     return result
+
+
+def prepare(recipe: Recipe, scale: str) -> tuple[torch.nn.Module, WordTokenizer, object]:
+    """The model a run of ``recipe`` starts from (its init loaded, its adapters put on, seeded), the tokenizer, and the
+    adapter's regulariser (or None)."""
+    tok = tokenizer_for(scale)
+    model = build_model(scale, len(tok), seed=recipe.seed)
+    model = _apply_init(model, recipe.init, scale, train_if_missing=True)
+    extra = None
+    if recipe.adapter is not None:
+        torch.manual_seed(recipe.seed)
+        model = apply_adapter(model, recipe.adapter)
+        extra = adapter_loss(recipe.adapter)
+    return model, tok, extra
 
 
 def _train_presence_gate(model: torch.nn.Module, recipe: Recipe, d: Path, scale: str, paths: dict[str, Path], tok,

@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from common.forward import encode_vision, forward_pairs
-from common.io import atomic_write_json
+from common.io import atomic_write_json, read_json
 from common.losses import Target, make_target, set_loss
 from common.model import load_state, save_checkpoint, to_pixels
 
@@ -49,7 +49,7 @@ class StreamSampler:
     """Deterministic visits over one dataset: a visit = one image with ≤ ``pos`` positives and ≤ ``neg`` negatives.
 
     An epoch shuffles all visits (positives of an image are chunked into groups of ``pos``;
-    negative-only images give one visit each). Negatives are drawn per visit from the image's own
+    negative-only images give one visit each, and with ``pos`` = 0 every image does). Negatives are drawn per visit from the image's own
     negative pairs, hard ones (``neg_type`` in ``hard_types``) with probability ``p_hard`` (curriculum).
     """
 
@@ -68,10 +68,10 @@ class StreamSampler:
                 order = rng.permutation(len(pos))
                 for i in range(0, len(pos), self.pos):
                     visits.append((key, [pos[j] for j in order[i:i + self.pos]]))
-            elif self.neg and not pos:
+            elif self.neg and (not pos or not self.pos):  # a negatives-only stream visits every image once
                 visits.append((key, []))
         if not visits:
-            raise ValueError(f"dataset {self.ds.path} yields no training visits (pos={self.pos}, neg={self.neg})")
+            raise ValueError(f"dataset {self.ds.name} yields no training visits (pos={self.pos}, neg={self.neg})")
         return [visits[i] for i in rng.permutation(len(visits))]
 
     def _epoch(self, epoch: int) -> list[tuple[str, list]]:
@@ -126,12 +126,17 @@ def stream_counts(steps: int, everys: Sequence[int]) -> list[int]:
 
 
 def make_batch(sampler: StreamSampler, first_visit: int, n_images: int, rng: np.random.Generator,
-               p_hard: float, mask_size: int, name: str) -> Batch:
-    """Assemble ``n_images`` consecutive visits of a stream into a :class:`Batch`."""
+               p_hard: float, mask_size: int, name: str, keep: Sequence[int] | None = None) -> Batch:
+    """Assemble ``n_images`` consecutive visits of a stream into a :class:`Batch`.
+
+    ``keep``: the visits (0 … n_images−1) this process loads (its shard under multi-process training); every visit is
+    still drawn in order, so each shard holds exactly the pairs a single process would have drawn for it.
+    """
     images, phrases, idx, targets, keys = [], [], [], [], []
+    keep = set(range(n_images) if keep is None else keep)
     for i in range(n_images):
         key, pairs = sampler.visit(first_visit + i, rng, p_hard)
-        if not pairs:
+        if not pairs or i not in keep:
             continue
         img = sampler.ds.image(pairs[0])
         images.append(img)
@@ -249,7 +254,14 @@ def train_loop(model: torch.nn.Module, trainable: dict[str, torch.nn.Parameter],
     may add regularisers (e.g. AdaLoRA's L1 + orthogonality); its value is logged as ``extra``.
     ``budget_s``: stop after this many seconds of training (a fixed-compute comparison, issue #15); the
     summary's ``steps`` is then the step reached.
+
+    Under ``torchrun`` (an initialised process group) each process loads its shard of every batch (:func:`shard`), the
+    gradients are summed weighted by each shard's share of the pairs, and only rank 0 writes the log and checkpoints.
     """
+    world, rank = dist_info()
+    if world > 1 and budget_s is not None:
+        raise ValueError("a time budget would stop the processes at different steps; use it in one process")
+    lead = rank == 0  # the process that writes
     run_dir.mkdir(parents=True, exist_ok=True)
     total = recipe.total_steps
     everys = [s[1] for s in streams]
@@ -269,10 +281,12 @@ def train_loop(model: torch.nn.Module, trainable: dict[str, torch.nn.Parameter],
                 p.copy_(state[n])
         _load_opt_state(opt, trainable, state)
         kept = [r for r in read_log(log_path) if r["step"] <= start]
-        with jsonlines.open(log_path, "w") as w:
-            w.write_all(kept)
-    elif log_path.exists():
+        if lead:
+            with jsonlines.open(log_path, "w") as w:
+                w.write_all(kept)
+    elif log_path.exists() and lead:
         log_path.unlink()
+    _barrier(world)
 
     vision_frozen = not any(n.startswith("vision_encoder.") for n in trainable)
     vision_cache: dict[str, object] = {}
@@ -281,7 +295,7 @@ def train_loop(model: torch.nn.Module, trainable: dict[str, torch.nn.Parameter],
     prior_s = prior[-1]["elapsed_s"] if prior else 0.0
     start_loss: list[float] = [r["total"] for r in prior[:DIVERGE_WINDOW] if "total" in r]
     model.train()
-    bar = tqdm(range(start + 1, total + 1), desc=recipe.name, disable=not progress, mininterval=5)
+    bar = tqdm(range(start + 1, total + 1), desc=recipe.name, disable=not (progress and lead), mininterval=5)
     t0 = time.time() - prior_s
     for step in bar:
         if budget_s is not None and time.time() - t0 > budget_s:
@@ -298,38 +312,28 @@ def train_loop(model: torch.nn.Module, trainable: dict[str, torch.nn.Parameter],
             sampler, _, n_img, name = streams[j]
             rng = np.random.default_rng([recipe.seed, j, step, micro])
             batch = make_batch(sampler, (served * recipe.grad_accum + micro) * n_img, n_img, rng, p_hard,
-                               mask_size, name)
-            if not batch.phrases:
+                               mask_size, name, keep=shard(n_img, world, rank))
+            n_pairs = _all_sum(float(len(batch.phrases)), world)
+            if not n_pairs:
                 continue
-            ids, am = tokenizer(batch.phrases)
-            pos_rows = torch.tensor([i for i, t in enumerate(batch.targets) if t.present or recipe.negative_masks],
-                                    dtype=torch.long)
-            vision = None
-            if vision_frozen:
-                vision = _cached_vision(model, batch, vision_cache, image_size, j)
-                out = forward_pairs(model, None, ids, am, batch.image_index, mask_rows=pos_rows, vision=vision)
-            else:
-                out = forward_pairs(model, to_pixels(batch.images, image_size), ids, am, batch.image_index,
-                                    mask_rows=pos_rows)
-            bad = [k for k in ("logits", "boxes", "presence") if not torch.isfinite(getattr(out, k)).all()]
-            if out.masks is not None and not torch.isfinite(out.masks).all():
-                bad.append("masks")
-            if bad:
-                raise FloatingPointError(f"{recipe.name}: non-finite predictions ({', '.join(bad)}) at step {step} "
-                                         f"(stream {name}): the run diverged; lower the LR")
-            terms = set_loss(out, batch.targets, recipe.loss)
-            loss = terms["total"]
-            if extra_loss is not None:
-                extra = extra_loss(model)
-                terms["extra"] = extra
-                loss = loss + extra
-            if not torch.isfinite(loss):
-                bad = {k: float(v.detach()) for k, v in terms.items()}
-                raise FloatingPointError(f"{recipe.name}: non-finite loss at step {step} (stream {name}): {bad}")
-            (loss / recipe.grad_accum).backward()
-            for k, v in terms.items():
-                agg[k] = agg.get(k, 0.0) + float(v.detach()) / recipe.grad_accum
+            ids, am = tokenizer(batch.phrases) if batch.phrases else (None, None)
+            share = len(batch.phrases) / n_pairs  # this process's share of the step's pairs (1 in one process)
+            if batch.phrases:
+                terms = _batch_loss(model, batch, ids, am, recipe, vision_frozen, vision_cache, image_size, j, step)
+                loss = terms["total"]
+                if extra_loss is not None:
+                    extra = extra_loss(model)
+                    terms["extra"] = extra
+                    loss = loss + extra
+                if not torch.isfinite(loss):
+                    bad = {k: float(v.detach()) for k, v in terms.items()}
+                    raise FloatingPointError(f"{recipe.name}: non-finite loss at step {step} (stream {name}): {bad}")
+                (loss * share / recipe.grad_accum).backward()
+                for k, v in terms.items():
+                    agg[k] = agg.get(k, 0.0) + float(v.detach()) * share / recipe.grad_accum
             agg["stream_" + name] = agg.get("stream_" + name, 0.0) + 1
+        if world > 1:
+            agg = _all_reduce_grads_and_terms(trainable, agg)
         gnorm = torch.nn.utils.clip_grad_norm_(list(trainable.values()), recipe.clip or float("inf"))
         if not torch.isfinite(gnorm):
             raise FloatingPointError(f"{recipe.name}: non-finite gradient norm at step {step}: the run diverged")
@@ -341,6 +345,8 @@ def train_loop(model: torch.nn.Module, trainable: dict[str, torch.nn.Parameter],
         row = {"step": step, "lr": recipe.lr * lr_mult, "p_hard": p_hard, **agg,
                "loss_per_sample": agg.get("total", float("nan")), "loss_scaled": agg.get("total", float("nan")) * sqrt_bs,
                "elapsed_s": round(time.time() - t0, 2)}
+        if not lead:
+            continue
         with jsonlines.open(log_path, "a") as w:
             w.write(row)
         if step % 20 == 0:
@@ -352,7 +358,12 @@ def train_loop(model: torch.nn.Module, trainable: dict[str, torch.nn.Parameter],
                      "__step__": torch.tensor([float(step)])}
             save_checkpoint(state, resume)
     model.eval()
-    final = save_checkpoint({n: p for n, p in trainable.items()}, run_dir / "final.safetensors")
+    final = run_dir / "final.safetensors"
+    _barrier(world)
+    if not lead:  # rank 0 writes the final checkpoint and summary; the others return what it logged
+        _barrier(world)
+        return RunResult(run_dir, final, read_log(log_path), read_json(run_dir / "done.json"))
+    save_checkpoint({n: p for n, p in trainable.items()}, final)
     log = read_log(log_path)
     tail = [r["loss_per_sample"] for r in log[-max(1, len(log) // 20):]]
     summary = {"recipe": recipe.name, "steps": log[-1]["step"] if log else 0, "final_loss_per_sample": float(np.mean(tail)),
@@ -361,7 +372,92 @@ def train_loop(model: torch.nn.Module, trainable: dict[str, torch.nn.Parameter],
     atomic_write_json(run_dir / "done.json", summary)
     if resume.exists():
         resume.unlink()
+    _barrier(world)
     return RunResult(run_dir, final, log, summary)
+
+
+# --------------------------------------------------------------------------- multi-process (torchrun)
+def dist_info() -> tuple[int, int]:
+    """(world size, rank) of an initialised ``torch.distributed`` process group, else (1, 0)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
+
+
+def shard(n_images: int, world: int, rank: int) -> list[int]:
+    """The visits of an ``n_images`` batch that process ``rank`` of ``world`` loads (``DistributedSampler``'s
+    strided split, unshuffled: the step's global batch is the single-process one)."""
+    if world == 1:
+        return list(range(n_images))
+    if n_images % world:
+        raise ValueError(f"{n_images} images per step do not split evenly over {world} processes; make images per step "
+                         "a multiple of the process count")
+    from torch.utils.data import DistributedSampler
+
+    return list(DistributedSampler(range(n_images), num_replicas=world, rank=rank, shuffle=False))
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def _all_sum(x: float, world: int) -> float:
+    if world == 1:
+        return x
+    import torch.distributed as dist
+
+    t = torch.tensor([x], dtype=torch.float64)
+    dist.all_reduce(t)
+    return float(t[0])
+
+
+def _all_reduce_grads_and_terms(trainable: dict[str, torch.nn.Parameter], agg: dict[str, float]) -> dict[str, float]:
+    """Sum every process's (pair-share-weighted) gradients in one flat all-reduce, as DDP's bucketed all-reduce does,
+    and the logged loss terms likewise; each process then holds the step's global gradient and terms."""
+    import torch.distributed as dist
+
+    params = list(trainable.values())
+    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
+    dist.all_reduce(flat)
+    i = 0
+    for p in params:
+        g = flat[i:i + p.numel()].view_as(p)
+        p.grad = g.clone() if p.grad is None else p.grad.copy_(g)
+        i += p.numel()
+    parts: list[dict] = [None] * dist.get_world_size()  # type: ignore[list-item]
+    dist.all_gather_object(parts, agg)
+    out: dict[str, float] = {}
+    for part in parts:
+        for k, v in part.items():
+            if k.startswith("stream_"):
+                out[k] = v  # every process counts the same batch
+            else:
+                out[k] = out.get(k, 0.0) + v
+    return out
+
+
+def _batch_loss(model, batch: Batch, ids, am, recipe, vision_frozen: bool, vision_cache: dict, image_size: int,
+                stream: int, step: int) -> dict[str, torch.Tensor]:
+    """Forward one batch (a frozen ViT read from the cache) and its set-loss terms; non-finite predictions stop the run."""
+    pos_rows = torch.tensor([i for i, t in enumerate(batch.targets) if t.present or recipe.negative_masks],
+                            dtype=torch.long)
+    if vision_frozen:
+        vision = _cached_vision(model, batch, vision_cache, image_size, stream)
+        out = forward_pairs(model, None, ids, am, batch.image_index, mask_rows=pos_rows, vision=vision)
+    else:
+        out = forward_pairs(model, to_pixels(batch.images, image_size), ids, am, batch.image_index, mask_rows=pos_rows)
+    bad = [k for k in ("logits", "boxes", "presence") if not torch.isfinite(getattr(out, k)).all()]
+    if out.masks is not None and not torch.isfinite(out.masks).all():
+        bad.append("masks")
+    if bad:
+        raise FloatingPointError(f"{recipe.name}: non-finite predictions ({', '.join(bad)}) at step {step} "
+                                 f"(stream {batch.stream}): the run diverged; lower the LR")
+    return set_loss(out, batch.targets, recipe.loss)
 
 
 def _cached_vision(model, batch: Batch, cache: dict, image_size: int, stream: int):

@@ -1,0 +1,279 @@
+"""``python -m common finetune --config cfg.yaml``: fine-tune a model on your own COCO data (issue #19).
+
+The YAML config is validated by a pydantic schema (:class:`FinetuneConfig`): an unknown key, a wrong type or a bad
+value stops with the file and the field named. It becomes a :class:`common.recipes.Recipe` (the same declarative
+description the posts' recipes use) and trains through :func:`common.train.train_loop` — the same engine, resumable,
+one process or several under ``torchrun`` (each process loads its shard of every batch; rank 0 writes).
+
+Modes (Post 01's recipes): ``full``; ``frozen_te`` (text encoder frozen); ``fusion_only`` (only the fusion encoder
+trains); ``lora`` (uniform rank, rsLoRA, the §12 boosted α rule, or per-tensor ranks from ``python -m common
+prescribe``). Optional Post 02 streams: ``replay`` (another COCO split, 1 batch in ``every``) and ``negatives`` (a
+COCO split whose absent categories are the negative phrases).
+
+Data: ``data`` is a dataset directory in SAM3-LoRA's layout (``train/_annotations.coco.json`` + images, and
+``valid/`` for checkpoint selection). Relative paths in the config are read relative to the config file.
+
+Output (``out``): ``run/`` (the engine's log.jsonl with every loss term per step, step checkpoints, resume state),
+``last.safetensors`` and ``best.safetensors`` (full models, adapters merged; best by ``select_by`` on ``valid/``),
+``last_adapter/`` (a peft adapter directory, LoRA mode), ``finetune.json`` + ``finetune.md``.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
+
+from common import runs
+from common.io import atomic_write_json, atomic_write_text, run_meta
+from common.losses import LossWeights
+from common.model import MODULES, SPECS, load_into, load_state, save_model
+from common.recipes import FT, MASK_WEIGHTED, SAM3_LRS, AdapterSpec, Recipe, StreamSpec
+from common.schedules import Schedule
+
+ANNOTATIONS = "_annotations.coco.json"
+
+
+class ConfigError(ValueError):
+    """A fine-tune config that cannot run: the message names the file and the field."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LoraSection(_Section):
+    """LoRA on the Linear layers under ``targets`` (Post 01 §9–§12)."""
+
+    rank: PositiveInt = 8
+    alpha: PositiveFloat | None = Field(None, description="α; default α = r (scaling 1)")
+    scaling: Literal["standard", "rslora", "boosted"] = Field(
+        "standard", description="α/r, α/√r (rsLoRA), or α = boost·max(4r, ⌈22√r⌉) per tensor (Post 01 §12)")
+    boost: PositiveFloat = 4.0
+    targets: list[str] = Field(["detr_encoder."], description="parameter-name prefixes of the adapted Linear layers")
+    exclude: list[str] = []
+    prescription: Path | None = Field(None, description="a `prescribe` output directory: per-tensor ranks")
+
+
+class StreamSection(_Section):
+    """A second data stream: 1 batch in ``every`` comes from ``data`` (Post 02's replay / negatives)."""
+
+    data: Path
+    every: int = Field(10, ge=2)
+    images: PositiveInt = 1
+    phrases: PositiveInt = 2
+
+
+class FinetuneConfig(_Section):
+    """Everything a fine-tune needs; see the module docstring for each mode and stream."""
+
+    data: Path
+    out: Path
+    model: str = Field("base", description="recipe name (base, frozen_te, …) or a full-model .safetensors")
+    scale: Literal["micro", "tiny"] = "tiny"
+    mode: Literal["full", "frozen_te", "fusion_only", "lora"] = "frozen_te"
+    lora: LoraSection | None = None
+    replay: StreamSection | None = None
+    negatives: StreamSection | None = None
+    epochs: PositiveFloat = 3.0
+    steps: PositiveInt | None = Field(None, description="optimiser steps; overrides epochs")
+    lr: PositiveFloat = FT["lr"]
+    schedule: Literal["constant", "warmup_cosine"] = "constant"
+    warmup: int = Field(20, ge=0)
+    weight_decay: float = Field(0.01, ge=0)
+    clip: float = Field(1.0, ge=0)
+    images_per_step: PositiveInt = 4
+    phrases_per_image: PositiveInt = 4
+    grad_accum: PositiveInt = 1
+    loss: Literal["mask_weighted", "default"] = Field(
+        "mask_weighted", description="mask_weighted: the project's fine-tune objective (issue #15); default: LossWeights()")
+    sam3_lr_ratios: bool = Field(True, description="SAM3's lower LRs for the vision and text backbones")
+    eval_every: PositiveInt | None = Field(None, description="steps between checkpoints scored on valid/ (default: 4 per run)")
+    select_by: Literal["iou", "mAP", "cgF1"] = "iou"
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _lora_matches_mode(self) -> "FinetuneConfig":
+        if self.mode == "lora" and self.lora is None:
+            raise ValueError("mode 'lora' needs a 'lora:' section (rank, alpha, …)")
+        if self.mode != "lora" and self.lora is not None:
+            raise ValueError(f"a 'lora:' section is given but mode is {self.mode!r}")
+        return self
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> FinetuneConfig:
+    """Read and validate a YAML fine-tune config; relative paths resolve against the config's directory."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the config must be a mapping of keys to values, got {type(raw).__name__}")
+    raw = {**raw, **(overrides or {})}
+    try:
+        cfg = FinetuneConfig.model_validate(raw)
+    except ValidationError as e:
+        lines = [f"  {'.'.join(str(x) for x in err['loc']) or '(top level)'}: {err['msg']}"
+                 + (f" (got {err['input']!r})" if err["type"] != "missing" and not isinstance(err["input"], dict) else "")
+                 for err in e.errors()]
+        raise ConfigError(f"{path}: invalid fine-tune config:\n" + "\n".join(lines)) from None
+    return _resolve_paths(cfg, path.parent)
+
+
+def _resolve_paths(cfg: FinetuneConfig, root: Path) -> FinetuneConfig:
+    def fix(p: Path | None) -> Path | None:
+        return None if p is None else (p if p.is_absolute() else (root / p).resolve())
+
+    upd: dict[str, Any] = {"data": fix(cfg.data), "out": fix(cfg.out)}
+    if runs.is_checkpoint_path(cfg.model) and not Path(cfg.model).is_absolute():
+        upd["model"] = str(fix(Path(cfg.model)))
+    for key in ("replay", "negatives"):
+        s = getattr(cfg, key)
+        if s is not None:
+            upd[key] = s.model_copy(update={"data": fix(s.data)})
+    if cfg.lora is not None and cfg.lora.prescription is not None:
+        upd["lora"] = cfg.lora.model_copy(update={"prescription": fix(cfg.lora.prescription)})
+    return cfg.model_copy(update=upd)
+
+
+def split_file(data: Path, split: str | None = None) -> Path:
+    """A COCO annotation file: ``data/<split>/_annotations.coco.json``, ``data/_annotations.coco.json`` or a JSON."""
+    data = Path(data)
+    p = data if data.suffix == ".json" else data / split / ANNOTATIONS if split else data / ANNOTATIONS
+    if not p.is_file():
+        raise FileNotFoundError(f"no COCO annotations at {p} (SAM3-LoRA's layout: DIR/train/{ANNOTATIONS} + images)")
+    return p
+
+
+def prescription_ranks(directory: Path) -> dict[str, int]:
+    """Per-tensor ranks of a ``prescribe`` output (a peft ``LoraConfig`` directory)."""
+    from peft import LoraConfig
+
+    if not (Path(directory) / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"lora.prescription: no adapter_config.json in {directory} (run `python -m common prescribe`)")
+    c = LoraConfig.from_pretrained(str(directory))
+    pattern = {k: v for k, v in (c.rank_pattern or {}).items()}
+    return {n: int(pattern.get(re.escape(n), c.r)) for n in sorted(c.target_modules)}
+
+
+def to_recipe(cfg: FinetuneConfig, name: str = "finetune") -> Recipe:
+    """The config as a :class:`Recipe` (its streams name COCO files, its init the starting model)."""
+    streams = [StreamSpec(str(split_file(cfg.data, "train")), images=cfg.images_per_step, pos=cfg.phrases_per_image)]
+    if cfg.replay is not None:
+        s = cfg.replay
+        streams.append(StreamSpec(str(split_file(s.data, "train") if (s.data / "train").is_dir() else split_file(s.data)),
+                                  every=s.every, images=s.images, pos=s.phrases))
+    if cfg.negatives is not None:
+        s = cfg.negatives
+        streams.append(StreamSpec(str(split_file(s.data, "train") if (s.data / "train").is_dir() else split_file(s.data)),
+                                  every=s.every, images=s.images, pos=0, neg=s.phrases))
+    mode: dict[str, Any] = {"full": {}, "frozen_te": {"frozen": MODULES["T"]},
+                            "fusion_only": {"trainable": ("detr_encoder.",)}, "lora": {}}[cfg.mode]
+    if cfg.mode == "lora":
+        lo = cfg.lora
+        assert lo is not None
+        ranks = tuple(sorted(prescription_ranks(lo.prescription).items())) if lo.prescription else ()
+        alpha = lo.alpha
+        if lo.scaling == "boosted" and not ranks:
+            from common.lora import alpha_rule
+
+            alpha = alpha_rule(lo.rank, lo.boost)
+        mode["adapter"] = AdapterSpec(targets=tuple(lo.targets), exclude=tuple(lo.exclude), rank=lo.rank, alpha=alpha,
+                                      scaling="rslora" if lo.scaling == "rslora" else "standard", ranks=ranks,
+                                      boost=lo.boost)
+    lrs = SAM3_LRS if cfg.sam3_lr_ratios and cfg.mode in ("full", "frozen_te") else {}
+    return Recipe(name=name, init=cfg.model, streams=tuple(streams), epochs=None if cfg.steps else cfg.epochs,
+                  steps=cfg.steps, lr=cfg.lr, schedule=Schedule(cfg.schedule, warmup=cfg.warmup),
+                  weight_decay=cfg.weight_decay, grad_accum=cfg.grad_accum, clip=cfg.clip, seed=cfg.seed,
+                  loss=MASK_WEIGHTED if cfg.loss == "mask_weighted" else LossWeights(), **lrs, **mode)
+
+
+def init_distributed() -> tuple[int, int]:
+    """Join the process group ``torchrun`` describes (gloo on CPU, NCCL on GPUs); (world size, rank)."""
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_world_size(), dist.get_rank()) if dist.is_initialized() else (1, 0)
+
+
+def finetune(cfg: FinetuneConfig, progress: bool = True, command: dict | None = None) -> dict:
+    """Train ``cfg`` (resumable from ``out/run``), then score each saved checkpoint on ``valid/`` and write the last and
+    the best full models. Returns the summary written to ``out/finetune.json`` (rank 0; other ranks get ``{}``)."""
+    from common.commands import score_model
+    from common.train import train_loop
+
+    t0 = time.time()
+    world, rank = init_distributed()
+    recipe = to_recipe(cfg)
+    streams, recipe = runs.make_streams(recipe, {})
+    every = cfg.eval_every or max(1, math.ceil(recipe.steps / 4))
+    recipe = replace(recipe, checkpoints=tuple(range(every, recipe.steps, every)))
+    run = cfg.out / "run"
+    if rank == 0:
+        run.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(run / "config.json", {"config": cfg.model_dump(mode="json"), "recipe": recipe.to_dict(),
+                                                "world_size": world})
+    model, tok, extra = runs.prepare(recipe, cfg.scale)
+    trainable = runs.trainable_params(model, recipe)
+    result = train_loop(model, trainable, streams, tok, recipe, run, runs.mask_size(cfg.scale),
+                        SPECS[cfg.scale].image_size, progress=progress, extra_loss=extra)
+    if rank != 0:
+        return {}
+    valid = cfg.data / "valid" / ANNOTATIONS
+    rows = []
+    for step in [*sorted(recipe.checkpoints), result.summary["steps"]]:
+        ckpt = run / ("final.safetensors" if step == result.summary["steps"] else f"step-{step}.safetensors")
+        m = model_at(recipe, cfg.scale, ckpt)
+        row: dict[str, Any] = {"step": step, "checkpoint": ckpt.name}
+        if valid.is_file():
+            v, _ = score_model(m, valid, cfg.scale)
+            row.update(iou=v["iou"], mAP=v["coco"]["mAP"], cgF1=v["saco"]["cgF1"], neg_correct=v["saco"]["neg_correct"])
+        rows.append(row)
+    last = save_model(model_at(recipe, cfg.scale, run / "final.safetensors"), cfg.out / "last.safetensors")
+    best_row = max(rows, key=lambda r: (r.get(cfg.select_by) or 0.0, r["step"])) if valid.is_file() else rows[-1]
+    best = save_model(model_at(recipe, cfg.scale, run / best_row["checkpoint"]), cfg.out / "best.safetensors")
+    doc = {"config": cfg.model_dump(mode="json"), "recipe": recipe.to_dict(), "world_size": world,
+           "steps": result.summary["steps"], "trainable_params": result.summary["trainable_params"],
+           "train_wall_s": result.summary["train_wall_s"], "s_per_step": result.summary["train_wall_s"] / max(1, result.summary["steps"]),
+           "final_loss": result.summary["final_loss_per_sample"], "checkpoints": rows,
+           "selected": {"by": cfg.select_by, "step": best_row["step"], "valid": str(valid) if valid.is_file() else None},
+           "last": str(last), "best": str(best)}
+    if recipe.adapter is not None:
+        from common.lora import export_peft
+
+        m = model_at(recipe, cfg.scale, run / "final.safetensors", merge=False)
+        doc["last_adapter"] = str(export_peft(m, cfg.out / "last_adapter"))
+    doc["meta"] = run_meta(command or {"config": doc["config"]}, cfg.seed, t0)
+    from common.report import markdown_table
+
+    atomic_write_text(cfg.out / "finetune.md", f"# finetune ({cfg.mode}, {doc['steps']} steps, {world} process(es))\n\n"
+                      + markdown_table(rows) + f"\nbest by {cfg.select_by}: step {best_row['step']} → `{best}`\n")
+    atomic_write_json(cfg.out / "finetune.json", doc)
+    return doc
+
+
+def model_at(recipe: Recipe, scale: str, ckpt: Path, merge: bool = True) -> torch.nn.Module:
+    """The fine-tuned model a checkpoint of ``recipe`` describes: init + the trained tensors (LoRA merged)."""
+    model, _, _ = runs.prepare(recipe, scale)
+    state = load_state(ckpt)
+    missing = sorted(runs.trained_names(model, recipe) - set(state))
+    if missing:
+        raise KeyError(f"{ckpt}: lacks {len(missing)} trained tensor(s): {missing[:5]}")
+    load_into(model, state, source=str(ckpt), strict=False)
+    if merge and recipe.adapter is not None:
+        from common.lora import merge_lora
+
+        model = merge_lora(model)
+    return model.eval()

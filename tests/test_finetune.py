@@ -1,0 +1,145 @@
+"""``python -m common finetune --config`` (issue #19) at micro scale: the YAML schema's errors, each mode's trainable set,
+best/last checkpoints that ``validate`` reads, a LoRA fine-tune from a ``prescribe`` output, and a 2-process gloo
+``torchrun`` fine-tune whose per-step loss matches one process with the same global batch."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonlines
+import pytest
+import torch
+import yaml
+
+from common import commands, runs
+from common.finetune import ConfigError, load_config, to_recipe
+from common.model import load_state
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def data(runs_dir, tmp_path_factory):
+    d = tmp_path_factory.mktemp("coco")
+    commands.main(["make-example-data", str(d), "--scale", "micro", "--n-train", "4", "--n-valid", "2"])
+    return d
+
+
+def write(tmp_path: Path, **cfg) -> Path:
+    p = tmp_path / "cfg.yaml"
+    p.write_text(yaml.safe_dump({"scale": "micro", "images_per_step": 2, "steps": 4, **cfg}))
+    return p
+
+
+def log_totals(out: Path) -> list[float]:
+    with jsonlines.open(out / "run" / "log.jsonl") as r:
+        return [row["total"] for row in r]
+
+
+# ----------------------------------------------------------------------------- the schema
+@pytest.mark.parametrize("cfg, named", [
+    ({"learning_rate": 1e-3}, "learning_rate"),  # unknown key
+    ({"steps": "many"}, "steps"),  # wrong type
+    ({"mode": "everything"}, "mode"),  # not one of the modes
+    ({"lora": {"rank": 0}, "mode": "lora"}, "lora.rank"),  # out of range
+    ({"lora": {"rnak": 4}, "mode": "lora"}, "lora.rnak"),  # unknown key in a section
+    ({"mode": "lora"}, "needs a 'lora:' section"),
+    ({"replay": {"data": "x", "every": 1}}, "replay.every"),
+])
+def test_config_errors_name_the_file_and_field(tmp_path, cfg, named):
+    p = write(tmp_path, data=str(tmp_path), out="o", **cfg)
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert str(p) in str(e.value) and named in str(e.value)
+
+
+def test_config_missing_data_and_files(tmp_path, data):
+    with pytest.raises(ConfigError, match="data"):
+        load_config(write(tmp_path, out="o"))  # a required key
+    with pytest.raises(FileNotFoundError, match="cfg.yaml"):
+        load_config(tmp_path / "missing" / "cfg.yaml")
+    cfg = load_config(write(tmp_path, data=str(tmp_path / "nowhere"), out="o"))
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        to_recipe(cfg)
+    cfg = load_config(write(tmp_path, data=str(data), out="o", replay={"data": str(tmp_path / "gone")}))
+    with pytest.raises(FileNotFoundError, match="gone"):
+        to_recipe(cfg)
+
+
+def test_relative_paths_read_against_the_config(tmp_path, data):
+    shutil.copytree(data, tmp_path / "ds")
+    cfg = load_config(write(tmp_path, data="ds", out="run1"))
+    assert cfg.data == (tmp_path / "ds").resolve() and cfg.out == (tmp_path / "run1").resolve()
+    assert to_recipe(cfg).streams[0].split == str((tmp_path / "ds" / "train" / "_annotations.coco.json").resolve())
+
+
+# ----------------------------------------------------------------------------- training
+@pytest.mark.parametrize("mode, moved, kept", [
+    ("frozen_te", "detr_encoder.", "text_encoder."),
+    ("fusion_only", "detr_encoder.", "detr_decoder."),
+])
+def test_finetune_modes_train_their_modules_only(tmp_path, data, mode, moved, kept):
+    out = tmp_path / "out"
+    doc = commands.main(["finetune", "--config", str(write(tmp_path, data=str(data), out=str(out), mode=mode, lr=1e-2)),
+                         "--no-progress"])
+    base = runs.load_model("base", "micro").state_dict()
+    last = load_state(out / "last.safetensors")
+    changed = {k for k in base if not torch.equal(base[k], last[k])}
+    assert any(k.startswith(moved) for k in changed) and not any(k.startswith(kept) for k in changed)
+    assert doc["steps"] == 4 and [r["step"] for r in doc["checkpoints"]] == [1, 2, 3, 4]
+    assert all(r["iou"] is not None and r["mAP"] is not None for r in doc["checkpoints"])
+    assert (out / "best.safetensors").is_file() and (out / "finetune.md").is_file()
+    # the written models are what validate reads
+    v = commands.main(["validate", "--model", str(out / "best.safetensors"), "--data", str(data / "valid"),
+                       "--scale", "micro", "--out", str(tmp_path / "val")])
+    best = next(r for r in doc["checkpoints"] if r["step"] == doc["selected"]["step"])
+    assert v["iou"] == pytest.approx(best["iou"]) and v["coco"]["mAP"] == pytest.approx(best["mAP"])
+
+
+def test_finetune_lora_from_a_prescription(tmp_path, data):
+    # a partial fine-tune, its MP-rank prescription, then a LoRA fine-tune with those per-tensor ranks
+    part = tmp_path / "part"
+    commands.main(["finetune", "--config", str(write(tmp_path, data=str(data), out=str(part), mode="full", lr=1e-2)),
+                   "--no-progress"])
+    commands.main(["prescribe", "base", str(part / "last.safetensors"), "--scale", "micro", "--out", str(tmp_path / "rx")])
+    out = tmp_path / "lora"
+    cfg = write(tmp_path, data=str(data), out=str(out), mode="lora",
+                lora={"prescription": str(tmp_path / "rx"), "targets": ["detr_encoder."]},
+                replay={"data": str(data / "valid"), "every": 2}, negatives={"data": str(data), "every": 3}, steps=6)
+    recipe = to_recipe(load_config(cfg))
+    assert recipe.adapter.ranks and all(r >= 0 for _, r in recipe.adapter.ranks)
+    doc = commands.main(["finetune", "--config", str(cfg), "--no-progress"])
+    assert (out / "last_adapter" / "adapter_config.json").is_file()
+    base = runs.load_model("base", "micro").state_dict()
+    last = load_state(out / "last.safetensors")
+    assert set(last) == set(base)  # merged into plain weights
+    with jsonlines.open(out / "run" / "log.jsonl") as r:
+        streams = {k for row in r for k in row if k.startswith("stream_")}
+    assert streams == {"stream_train", "stream_valid", "stream_train#2"} and doc["trainable_params"] > 0
+
+
+def test_torchrun_two_processes_match_one(tmp_path, data):
+    cfg = write(tmp_path, data=str(data), out=str(tmp_path / "one"), mode="frozen_te", lr=1e-3, steps=4)
+    commands.main(["finetune", "--config", str(cfg), "--no-progress"])
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    p = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "common", "finetune",
+                        "--config", str(cfg), "--out", str(tmp_path / "two"), "--no-progress"],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    one, two = log_totals(tmp_path / "one"), log_totals(tmp_path / "two")
+    assert len(one) == len(two) == 4
+    # each process normalises its shard's loss by its own GT count, so the two agree closely but not bit for bit
+    assert two == pytest.approx(one, rel=0.03)
+    assert load_state(tmp_path / "two" / "last.safetensors").keys() == load_state(tmp_path / "one" / "last.safetensors").keys()
+
+
+def test_images_per_step_must_split_over_the_processes():
+    from common.train import shard
+
+    assert shard(4, 2, 0) == [0, 2] and shard(4, 2, 1) == [1, 3] and shard(3, 1, 0) == [0, 1, 2]
+    with pytest.raises(ValueError, match="multiple of the process count"):
+        shard(3, 2, 0)
