@@ -18,13 +18,17 @@
   after on ``--eval-data``.
 
 A model (``--model``, ``A``, ``B``) is a recipe name (``base``, ``frozen_te`` …, trained through the run cache) or a
-full-model ``.safetensors`` file of the same scale. Scales: micro / tiny (the real SAM3 path is not built yet).
+full-model ``.safetensors`` file of the same scale. Scales: micro / tiny (the project's models), and ``sam3``: the real
+model from a local directory (``--checkpoint DIR``: config.json, safetensors weights, tokenizer files), where a model is
+``base`` (that directory), a full-model ``.safetensors`` in HF names, or Meta's original ``sam3.pt`` (key map in
+``common.sam3_checkpoint``).
 Every command writes JSON (the source of truth) + Markdown into ``--out``, atomically.
 """
 from __future__ import annotations
 
 import argparse
 import copy
+import os
 import shutil
 import time
 from pathlib import Path
@@ -36,11 +40,11 @@ import torch
 from common import metrics, mprank, runs, spectral, weightdiff
 from common.data import read_doc
 from common.io import atomic_write_json, atomic_write_text, run_meta, save_figure
-from common.model import SPECS, fine_group_of, to_pixels
+from common.model import fine_group_of, to_pixels
 from common.report import markdown_table, style
 from common.worlds import encode_rle
 
-SCALES = ("micro", "tiny")
+SCALES = ("micro", "tiny", "sam3")
 
 
 # ----------------------------------------------------------------------------- shared
@@ -126,7 +130,7 @@ def score_model(model: torch.nn.Module, path: Path, scale: str, prob_threshold: 
     from common.evaluate import predict, score_saco
 
     ds = load_pairs(path, negatives="absent_categories")
-    preds = predict(model, ds, runs.tokenizer_for(scale), SPECS[scale].image_size, threshold=prob_threshold,
+    preds = predict(model, ds, runs.tokenizer_for(scale), runs.image_size(scale), threshold=prob_threshold,
                     nms_iou=nms_iou)
     pos = [p for p in preds if p.pair.masks]
     iou = metrics.watch_iou([(p.kept.masks, ds.gt_masks(p.pair)) for p in pos])
@@ -159,7 +163,7 @@ def infer(model_ref: str, image: Path, phrases: Sequence[str], scale: str = "tin
     model = runs.load_model(model_ref, scale)
     ids, am = runs.tokenizer_for(scale)(list(phrases))
     with torch.no_grad():
-        o = forward_pairs(model.eval(), to_pixels([im], SPECS[scale].image_size), ids, am,
+        o = forward_pairs(model.eval(), to_pixels([im], runs.image_size(scale)), ids, am,
                           torch.zeros(len(phrases), dtype=torch.long))
     out = []
     for r, ph in enumerate(phrases):
@@ -288,6 +292,9 @@ def repair_presence(model_ref: str, data: Path, out: Path, scale: str = "tiny", 
 # ----------------------------------------------------------------------------- the command line
 def _common(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--scale", default="tiny", choices=SCALES, help="model scale (default tiny)")
+    ap.add_argument("--checkpoint", type=Path, default=None,
+                    help="scale sam3: the real model's local directory (config.json, safetensors, tokenizer); "
+                         "model references are then 'base', a full-model .safetensors, or Meta's sam3.pt")
     ap.add_argument("--out", type=Path, required=True, help="output directory (JSON + Markdown)")
     ap.add_argument("--seed", type=int, default=0)
 
@@ -298,7 +305,7 @@ def parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("make-example-data", help="a small COCO dataset (train/ + valid/) from the watch world")
     p.add_argument("out", type=Path)
-    p.add_argument("--scale", default="tiny", choices=SCALES)
+    p.add_argument("--scale", default="tiny", choices=("micro", "tiny"), help="the watch world to cut it from")
     p.add_argument("--n-train", type=int, default=24)
     p.add_argument("--n-valid", type=int, default=12)
     p.add_argument("--seed", type=int, default=0)
@@ -346,6 +353,10 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser().parse_args(argv)
     t0 = time.time()
     cmd = args.command
+    if getattr(args, "checkpoint", None) is not None:
+        os.environ[runs.SAM3_ENV] = str(args.checkpoint.resolve())
+    if getattr(args, "scale", None) == "sam3":
+        runs.sam3_dir()  # a clear error before any work
     if cmd == "make-example-data":
         made = make_example_data(args.out, args.scale, args.n_train, args.n_valid, args.seed)
         print(f"wrote {args.out}/train and {args.out}/valid: {made}")

@@ -163,12 +163,11 @@ def evaluate_model(model: torch.nn.Module, scale: str, suites: Sequence[str] = t
                    max_pairs: int | None = None) -> dict:
     """Score ``model`` on the named suites; ``max_pairs`` subsamples each suite deterministically."""
     from common.data import load_pairs
-    from common.model import SPECS
-    from common.runs import tokenizer_for
+    from common import runs
     from common.worlds import ensure_worlds
 
     paths = ensure_worlds(scale=scale)
-    tok = tokenizer_for(scale)
+    tok = runs.tokenizer_for(scale)
     out = {}
     for name in suites:
         split, scorer = SUITES[name]
@@ -177,7 +176,7 @@ def evaluate_model(model: torch.nn.Module, scale: str, suites: Sequence[str] = t
         if max_pairs is not None and len(pairs) > max_pairs:
             keep = np.random.default_rng(0).choice(len(pairs), max_pairs, replace=False)
             pairs = [pairs[i] for i in sorted(keep)]
-        out[name] = scorer(ds, predict(model, ds, tok, SPECS[scale].image_size, pairs))
+        out[name] = scorer(ds, predict(model, ds, tok, runs.image_size(scale), pairs))
     return out
 
 

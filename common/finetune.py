@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, V
 from common import runs
 from common.io import atomic_write_json, atomic_write_text, run_meta
 from common.losses import LossWeights
-from common.model import MODULES, SPECS, load_into, load_state, save_model
+from common.model import MODULES, load_into, load_state, save_model
 from common.recipes import FT, MASK_WEIGHTED, SAM3_LRS, AdapterSpec, Recipe, StreamSpec
 from common.schedules import Schedule
 
@@ -77,7 +77,8 @@ class FinetuneConfig(_Section):
     data: Path
     out: Path
     model: str = Field("base", description="recipe name (base, frozen_te, …) or a full-model .safetensors")
-    scale: Literal["micro", "tiny"] = "tiny"
+    scale: Literal["micro", "tiny", "sam3"] = "tiny"
+    checkpoint: Path | None = Field(None, description="scale sam3: the real model's local directory (model: base = it)")
     mode: Literal["full", "frozen_te", "fusion_only", "lora"] = "frozen_te"
     lora: LoraSection | None = None
     replay: StreamSection | None = None
@@ -101,6 +102,8 @@ class FinetuneConfig(_Section):
 
     @model_validator(mode="after")
     def _lora_matches_mode(self) -> "FinetuneConfig":
+        if self.scale == "sam3" and self.checkpoint is None and not os.environ.get(runs.SAM3_ENV):
+            raise ValueError("scale 'sam3' needs 'checkpoint:' (the real model's local directory)")
         if self.mode == "lora" and self.lora is None:
             raise ValueError("mode 'lora' needs a 'lora:' section (rank, alpha, …)")
         if self.mode != "lora" and self.lora is not None:
@@ -134,7 +137,7 @@ def _resolve_paths(cfg: FinetuneConfig, root: Path) -> FinetuneConfig:
     def fix(p: Path | None) -> Path | None:
         return None if p is None else (p if p.is_absolute() else (root / p).resolve())
 
-    upd: dict[str, Any] = {"data": fix(cfg.data), "out": fix(cfg.out)}
+    upd: dict[str, Any] = {"data": fix(cfg.data), "out": fix(cfg.out), "checkpoint": fix(cfg.checkpoint)}
     if runs.is_checkpoint_path(cfg.model) and not Path(cfg.model).is_absolute():
         upd["model"] = str(fix(Path(cfg.model)))
     for key in ("replay", "negatives"):
@@ -215,6 +218,8 @@ def finetune(cfg: FinetuneConfig, progress: bool = True, command: dict | None = 
     from common.train import train_loop
 
     t0 = time.time()
+    if cfg.checkpoint is not None:
+        os.environ[runs.SAM3_ENV] = str(cfg.checkpoint)
     world, rank = init_distributed()
     recipe = to_recipe(cfg)
     streams, recipe = runs.make_streams(recipe, {})
@@ -228,7 +233,7 @@ def finetune(cfg: FinetuneConfig, progress: bool = True, command: dict | None = 
     model, tok, extra = runs.prepare(recipe, cfg.scale)
     trainable = runs.trainable_params(model, recipe)
     result = train_loop(model, trainable, streams, tok, recipe, run, runs.mask_size(cfg.scale),
-                        SPECS[cfg.scale].image_size, progress=progress, extra_loss=extra)
+                        runs.image_size(cfg.scale), progress=progress, extra_loss=extra)
     if rank != 0:
         return {}
     valid = cfg.data / "valid" / ANNOTATIONS

@@ -202,6 +202,21 @@ class WordTokenizer:
         return ids, mask
 
 
+class PhraseTokenizer:
+    """A Hugging Face tokenizer (the real SAM3's CLIP tokenizer, from its directory) behind :class:`WordTokenizer`'s
+    interface: phrases → ids and attention mask ``[len(phrases), max_len]``, padded to the text encoder's context."""
+
+    def __init__(self, tokenizer, max_len: int):
+        self.tok, self.max_len = tokenizer, max_len
+
+    def __len__(self) -> int:
+        return len(self.tok)
+
+    def __call__(self, phrases: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        enc = self.tok(list(phrases), padding="max_length", max_length=self.max_len, truncation=True, return_tensors="pt")
+        return enc["input_ids"].long(), enc["attention_mask"].long()
+
+
 # --------------------------------------------------------------------------- pixels
 def to_pixels(images: Sequence[np.ndarray], size: int) -> torch.Tensor:
     """uint8 HxWx3 images -> float ``[B,3,size,size]``: resize (bilinear), scale to [0,1], normalise mean=std=0.5.
@@ -272,12 +287,33 @@ def fusion_layer_prefixes(layers: Iterable[int]) -> tuple[str, ...]:
     return tuple(f"detr_encoder.layers.{i}." for i in layers)
 
 
-def original_name(hf_name: str) -> str:
-    """The name the posts (Meta's code) use for an HF Sam3Model parameter (``common.sam3_checkpoint``'s key map; Meta
-    fuses q/k/v into one ``attn.qkv`` / ``in_proj_*``, so all three map to the same name)."""
-    from common.sam3_checkpoint import meta_name
+#: HF name fragment -> Meta's original name fragment, applied in order (ARCHITECTURE.md name map).
+_TO_ORIGINAL: tuple[tuple[str, str], ...] = (
+    (r"^detr_encoder\.layers\.", "transformer.encoder.layers."),
+    (r"^detr_decoder\.presence_layer_norm", "transformer.decoder.presence_token_out_norm"),
+    (r"^detr_decoder\.presence_head\.layer(\d)", lambda m: f"transformer.decoder.presence_token_head.layers.{int(m.group(1)) - 1}"),  # type: ignore[list-item]
+    (r"^detr_decoder\.presence_token", "transformer.decoder.presence_token"),
+    (r"^detr_decoder\.layers\.", "transformer.decoder.layers."),
+    (r"^detr_decoder\.", "transformer.decoder."),
+    (r"\.text_cross_attn\.", ".ca_text."),
+    (r"\.vision_cross_attn\.", ".cross_attn."),
+    (r"^dot_product_scoring\.query_proj", "dot_prod_scoring.hs_proj"),
+    (r"^dot_product_scoring\.text_proj", "dot_prod_scoring.prompt_proj"),
+    (r"^dot_product_scoring\.text_mlp\.", "dot_prod_scoring.prompt_mlp."),
+    (r"^vision_encoder\.backbone\.layers\.(\d+)\.attention\.[qkv]_proj", lambda m: f"backbone.vision_backbone.trunk.blocks.{m.group(1)}.attn.qkv"),  # type: ignore[list-item]
+    (r"^vision_encoder\.backbone\.layers\.", "backbone.vision_backbone.trunk.blocks."),
+)
 
-    return meta_name(hf_name)
+
+def original_name(hf_name: str) -> str:
+    """Translate an HF Sam3Model parameter name to the name the posts (Meta's code) use.
+
+    Meta fuses q/k/v into one ``attn.qkv``; HF splits them, so all three map to the same name.
+    """
+    out = hf_name
+    for pattern, repl in _TO_ORIGINAL:
+        out = re.sub(pattern, repl, out)
+    return out
 
 
 def count_params(model: torch.nn.Module, names: Iterable[str] | None = None) -> int:

@@ -34,14 +34,13 @@ def fusion_output_norm(model: torch.nn.Module, scale: str, layer: int = 5, split
     Returns ``{"mean_norm", "n_pairs", "n_tokens", "layer", "module"}``.
     """
     from common.data import load_pairs
-    from common.model import SPECS
-    from common.runs import tokenizer_for
+    from common import runs
     from common.worlds import ensure_worlds
 
     layers = _fusion_layers(model)
     li = min(layer, len(layers) - 1)
     ds = load_pairs(ensure_worlds(scale=scale)[split])
-    tok = tokenizer_for(scale)
+    tok = runs.tokenizer_for(scale)
     groups: dict[str, list] = defaultdict(list)
     for p in ds:
         if p.masks or not positives_only:
@@ -64,7 +63,7 @@ def fusion_output_norm(model: torch.nn.Module, scale: str, layer: int = 5, split
                 for p in groups[k]:
                     phrases.append(p.phrase)
                     idx.append(i)
-            vision = encode_vision(model, to_pixels(images, SPECS[scale].image_size))
+            vision = encode_vision(model, to_pixels(images, runs.image_size(scale)))
             ii = torch.tensor(idx)
             ids, am = tok(phrases)
             text = model.get_text_features(input_ids=ids, attention_mask=am).pooler_output

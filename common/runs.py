@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from common.io import DATA, atomic_write_json, read_json
-from common.model import SPECS, WordTokenizer, build_model, config_hash, load_into, load_state
+from common.model import SPECS, PhraseTokenizer, WordTokenizer, build_model, config_hash, load_into, load_sam3, load_state
 from common.recipes import AdapterSpec, Recipe, resolve
 
 #: The environment variable naming the runs cache (default ``data/runs``); tests point it at a temporary directory and
@@ -28,8 +28,38 @@ BASE_CHECKPOINT = DATA / "checkpoints" / "tiny_base.safetensors"
 BASE_MANIFEST = DATA / "checkpoints" / "tiny_base.json"
 
 
-def tokenizer_for(scale: str) -> WordTokenizer:
-    """The word-level tokenizer of the micro/tiny model (vocabulary fixed by the worlds' code)."""
+#: Scale ``sam3``: the directory of the real model (``config.json``, safetensors weights, tokenizer files), set by the
+#: CLI's ``--checkpoint`` (an environment variable, so torchrun's processes and spawned workers inherit it).
+SAM3_ENV = "SAM3_REPRO_CHECKPOINT"
+#: Full-model files a model reference may name: the project's safetensors (HF names) or Meta's original layout.
+CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth")
+
+
+def sam3_dir() -> Path:
+    """The real SAM3's directory (``$SAM3_REPRO_CHECKPOINT``); a clear error if unset or not a model directory."""
+    d = os.environ.get(SAM3_ENV)
+    if not d:
+        raise ValueError("scale sam3 needs the real model on disk: --checkpoint DIR (a local SAM3 directory with "
+                         "config.json, the safetensors weights and the tokenizer files; nothing is downloaded)")
+    if not (Path(d) / "config.json").is_file():
+        raise FileNotFoundError(f"--checkpoint {d}: no config.json there (expected a local SAM3 directory)")
+    return Path(d)
+
+
+def _sam3_config():
+    from transformers import Sam3Config
+
+    return Sam3Config.from_pretrained(str(sam3_dir()), local_files_only=True)
+
+
+def tokenizer_for(scale: str) -> WordTokenizer | PhraseTokenizer:
+    """The micro/tiny word-level tokenizer (vocabulary fixed by the worlds' code), or the real SAM3's tokenizer read
+    from its directory, padded to its text context (32 tokens)."""
+    if scale == "sam3":
+        from transformers import AutoTokenizer
+
+        return PhraseTokenizer(AutoTokenizer.from_pretrained(str(sam3_dir()), local_files_only=True),
+                               _sam3_config().text_config.max_position_embeddings)
     from common.worlds import vocabulary
 
     return WordTokenizer(vocabulary(), SPECS[scale].max_text_len)
@@ -37,7 +67,33 @@ def tokenizer_for(scale: str) -> WordTokenizer:
 
 def mask_size(scale: str) -> int:
     """Side of the predicted mask grid (the vision neck's finest level; 4× the ViT token grid at SAM3's scales)."""
+    if scale == "sam3":
+        return int(_sam3_config().vision_config.backbone_feature_sizes[0][0])
     return SPECS[scale].mask_grid
+
+
+def image_size(scale: str) -> int:
+    """Input side of the model's images (1008 for the real SAM3)."""
+    if scale == "sam3":
+        return int(_sam3_config().vision_config.backbone_config.image_size)
+    return SPECS[scale].image_size
+
+
+def data_hash(scale: str) -> str:
+    """What a run's data and base depend on besides the recipe: the synthetic worlds' config (micro / tiny), or the
+    real model's identity (its config and weight files' names and sizes) at scale sam3, whose streams are files."""
+    if scale == "sam3":
+        d = sam3_dir()
+        files = sorted((p.name, p.stat().st_size) for p in d.iterdir() if p.suffix in (".safetensors", ".json"))
+        return config_hash({"config": (d / "config.json").read_text(), "files": files})
+    from common.worlds import worlds_hash
+
+    return worlds_hash(scale)
+
+
+def fresh_model(scale: str, vocab_size: int, seed: int = 0) -> torch.nn.Module:
+    """A model to load a state into: a seeded micro/tiny build, or the real SAM3 with its own (base) weights."""
+    return load_sam3(sam3_dir()) if scale == "sam3" else build_model(scale, vocab_size, seed=seed)
 
 
 def trained_names(model: torch.nn.Module, recipe: Recipe) -> set[str]:
@@ -115,8 +171,8 @@ def run_hash(recipe: Recipe, scale: str, worlds_hash: str) -> str:
 
 
 def is_checkpoint_path(init: str) -> bool:
-    """An ``init`` that names a full-model safetensors file (a user's own fine-tune) rather than a recipe."""
-    return str(init).endswith(".safetensors")
+    """An ``init`` that names a full-model file (a user's own fine-tune, or Meta's ``sam3.pt``) rather than a recipe."""
+    return str(init).endswith(CHECKPOINT_SUFFIXES)
 
 
 def init_hash(init: str, scale: str, worlds_hash: str) -> str:
@@ -134,15 +190,15 @@ def init_hash(init: str, scale: str, worlds_hash: str) -> str:
 
 
 def base_hash(scale: str, worlds_hash: str) -> str:
-    """Hash identifying the base model of a scale (the tiny one is the committed checkpoint's)."""
+    """Hash identifying the base model of a scale (the tiny one is the committed checkpoint's; sam3's is its directory's)."""
+    if scale == "sam3":
+        return "sam3-" + worlds_hash
     return run_hash(resolve("base_pretrain", scale), scale, worlds_hash)
 
 
 def run_dir(name: str | Recipe, scale: str) -> Path:
-    from common.worlds import worlds_hash
-
     r = resolve(name, scale)
-    return runs_root() / scale / f"{r.name}-{run_hash(r, scale, worlds_hash(scale))}"
+    return runs_root() / scale / f"{r.name}-{run_hash(r, scale, data_hash(scale))}"
 
 
 def trained(name: str | Recipe, scale: str) -> bool:
@@ -164,10 +220,8 @@ def saved_steps(name: str | Recipe, scale: str) -> list[int]:
 def artifact_dir(name: str | Recipe, scale: str, train_if_missing: bool = True) -> Path:
     """Where per-model caches (evaluations, probes) live: the run directory (trained if needed and allowed),
     or ``data/runs/<scale>/base-<hash>/`` for ``"base"``."""
-    from common.worlds import worlds_hash
-
     if name == "base":
-        return runs_root() / scale / f"base-{base_hash(scale, worlds_hash(scale))}"
+        return runs_root() / scale / f"base-{base_hash(scale, data_hash(scale))}"
     if train_if_missing:
         train(name, scale)
     return run_dir(name, scale)
@@ -181,7 +235,7 @@ def load_model(name: str | Recipe, scale: str, train_if_missing: bool = True, me
     e.g. to read ``common.lora.lora_deltas``). ``step`` loads a saved intermediate checkpoint instead.
     """
     tok = tokenizer_for(scale)
-    model = build_model(scale, len(tok), seed=0)
+    model = fresh_model(scale, len(tok), seed=0)
     model = _apply_init(model, name, scale, train_if_missing, step=step)
     if merge and isinstance(name, (str, Recipe)) and name not in ("base", "scratch") and not is_checkpoint_path(str(name)) \
             and resolve(name, scale).adapter:
@@ -197,11 +251,19 @@ def _apply_init(model: torch.nn.Module, name: str | Recipe, scale: str, train_if
     if name == "scratch":
         return model
     if name == "base":
+        if scale == "sam3":  # fresh_model loaded it
+            return model
         state, source = base_state(scale, train_if_missing)
         load_into(model, {k: v.float() for k, v in state.items()}, source=source)
         return model
-    if isinstance(name, (str, Path)) and is_checkpoint_path(str(name)):  # a full model state (save_model)
-        load_into(model, {k: v.float() for k, v in load_state(name).items()}, source=str(name))
+    if isinstance(name, (str, Path)) and is_checkpoint_path(str(name)):  # a full model state (save_model, or Meta's)
+        if str(name).endswith(".safetensors"):
+            state = load_state(name)
+        else:
+            from common.sam3_checkpoint import read_meta_state
+
+            state = read_meta_state(name)
+        load_into(model, {k: v.float() for k, v in state.items()}, source=str(name))
         return model
     recipe = resolve(name, scale)
     model = _apply_init(model, recipe.init, scale, train_if_missing)
@@ -228,9 +290,7 @@ def _apply_init(model: torch.nn.Module, name: str | Recipe, scale: str, train_if
 
 def base_state(scale: str, train_if_missing: bool = True) -> tuple[dict[str, torch.Tensor], str]:
     """The base model's full state: the committed tiny checkpoint (if its hash matches the code) or a run."""
-    from common.worlds import worlds_hash
-
-    want = base_hash(scale, worlds_hash(scale))
+    want = base_hash(scale, data_hash(scale))
     if scale == "tiny" and BASE_CHECKPOINT.exists():
         manifest = read_json(BASE_MANIFEST)
         if manifest.get("config_hash") == want:
@@ -290,26 +350,26 @@ def make_streams(recipe: Recipe, paths: dict[str, Path]) -> tuple[list, Recipe]:
 
 def _train(name: str | Recipe, scale: str, progress: bool, force: bool, extra_loss):
     from common.train import RunResult, read_log, train_loop
-    from common.worlds import ensure_worlds, worlds_hash
+    from common.worlds import ensure_worlds
 
     recipe = resolve(name, scale)
     d = run_dir(recipe, scale)
     done = d / "done.json"
     if done.exists() and not force:
         return RunResult(d, d / "final.safetensors", read_log(d / "log.jsonl"), read_json(done))
-    paths = ensure_worlds(scale=scale)
+    paths = {} if scale == "sam3" else ensure_worlds(scale=scale)  # sam3's streams are files
     model, tok, adapter_extra = prepare(recipe, scale)
     extra_loss = extra_loss or adapter_extra
     d.mkdir(parents=True, exist_ok=True)
     if recipe.objective == "presence_gate":
         atomic_write_json(d / "config.json", {"recipe": recipe.to_dict(), "scale": scale,
-                                              "worlds_hash": worlds_hash(scale), "run_dir": str(d)})
+                                              "worlds_hash": data_hash(scale), "run_dir": str(d)})
         return _train_presence_gate(model, recipe, d, scale, paths, tok, progress)
     streams, recipe = make_streams(recipe, paths)
     atomic_write_json(d / "config.json", {"recipe": recipe.to_dict(), "scale": scale,
-                                          "worlds_hash": worlds_hash(scale), "run_dir": str(d)})
+                                          "worlds_hash": data_hash(scale), "run_dir": str(d)})
     trainable = trainable_params(model, recipe)
-    result = train_loop(model, trainable, streams, tok, recipe, d, mask_size(scale), SPECS[scale].image_size,
+    result = train_loop(model, trainable, streams, tok, recipe, d, mask_size(scale), image_size(scale),
                         progress=progress, extra_loss=extra_loss)
     if recipe.name == "base_pretrain":
         from common.model import save_model
@@ -322,7 +382,7 @@ def prepare(recipe: Recipe, scale: str) -> tuple[torch.nn.Module, WordTokenizer,
     """The model a run of ``recipe`` starts from (its init loaded, its adapters put on, seeded), the tokenizer, and the
     adapter's regulariser (or None)."""
     tok = tokenizer_for(scale)
-    model = build_model(scale, len(tok), seed=recipe.seed)
+    model = fresh_model(scale, len(tok), seed=recipe.seed)
     model = _apply_init(model, recipe.init, scale, train_if_missing=True)
     extra = None
     if recipe.adapter is not None:
@@ -344,4 +404,4 @@ def _train_presence_gate(model: torch.nn.Module, recipe: Recipe, d: Path, scale:
                       else load_pairs(paths[s.split]) for s in recipe.streams[:2])
     items = balanced_pairs([(pos_ds, p) for p in pos_ds if p.masks], [(neg_ds, p) for p in neg_ds if not p.masks],
                            PAIRS_PER_CLASS[scale], recipe.seed)
-    return train_gate(model, recipe, d, items, tok, SPECS[scale].image_size, progress=progress)
+    return train_gate(model, recipe, d, items, tok, image_size(scale), progress=progress)

@@ -356,6 +356,14 @@ def dropped_keys(state: Iterable[str]) -> list[str]:
 
 
 # --------------------------------------------------------------------------- loading
+def read_meta_state(path: str | Path) -> dict[str, torch.Tensor]:
+    """A Meta-layout checkpoint file as an HF-named state dict (:func:`meta_to_hf`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"SAM3 checkpoint not found: {path}")
+    return meta_to_hf(_read_state(path))
+
+
 def _read_state(path: Path) -> dict[str, torch.Tensor]:
     try:
         if path.suffix == ".safetensors":

@@ -57,11 +57,11 @@ def test_every_parameter_has_one_module_and_one_fine_group(micro):
 
 
 def test_original_names():
-    assert original_name("detr_encoder.layers.4.mlp.fc1.weight") == "transformer.encoder.layers.4.linear1.weight"
+    assert original_name("detr_encoder.layers.4.mlp.fc1.weight") == "transformer.encoder.layers.4.mlp.fc1.weight"
     assert original_name("detr_decoder.presence_layer_norm.bias") == "transformer.decoder.presence_token_out_norm.bias"
     assert original_name("detr_decoder.presence_head.layer1.weight") == "transformer.decoder.presence_token_head.layers.0.weight"
-    assert original_name("detr_decoder.layers.3.text_cross_attn.q_proj.weight") == "transformer.decoder.layers.3.ca_text.in_proj_weight"
-    assert original_name("detr_decoder.layers.3.vision_cross_attn.q_proj.weight") == "transformer.decoder.layers.3.cross_attn.in_proj_weight"
+    assert original_name("detr_decoder.layers.3.text_cross_attn.q_proj.weight") == "transformer.decoder.layers.3.ca_text.q_proj.weight"
+    assert original_name("detr_decoder.layers.3.vision_cross_attn.q_proj.weight") == "transformer.decoder.layers.3.cross_attn.q_proj.weight"
     assert original_name("dot_product_scoring.query_proj.weight") == "dot_prod_scoring.hs_proj.weight"
     assert original_name("vision_encoder.backbone.layers.7.attention.k_proj.weight") == "backbone.vision_backbone.trunk.blocks.7.attn.qkv.weight"
 
