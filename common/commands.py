@@ -45,6 +45,7 @@ from common.report import markdown_table, style
 from common.worlds import encode_rle
 
 SCALES = ("micro", "tiny", "sam3")
+ANNOTATIONS = "_annotations.coco.json"  # a split directory's COCO file (SAM3-LoRA's layout)
 
 
 # ----------------------------------------------------------------------------- shared
@@ -57,7 +58,7 @@ def _write(out: Path, name: str, doc: dict, md: str) -> Path:
 def split_json(data: Path) -> Path:
     """The annotation file of a split: ``DIR/_annotations.coco.json`` (SAM3-LoRA's layout) or a JSON path."""
     p = Path(data)
-    p = p / "_annotations.coco.json" if p.is_dir() else p
+    p = p / ANNOTATIONS if p.is_dir() else p
     if not p.is_file():
         raise FileNotFoundError(f"no COCO annotations at {p} (expected DIR/_annotations.coco.json or a .json file)")
     return p
@@ -84,7 +85,7 @@ def make_example_data(out: Path, scale: str = "tiny", n_train: int = 24, n_valid
             im["file_name"] = dst.name
         sub = {**{k: v for k, v in doc.items() if k not in ("images", "annotations")}, "images": images,
                "annotations": [a for a in doc["annotations"] if a["image_id"] in keep]}
-        atomic_write_json(d / "_annotations.coco.json", sub)
+        atomic_write_json(d / ANNOTATIONS, sub)
         made[split] = {"images": len(images), "annotations": len(sub["annotations"]), "categories": len(doc["categories"])}
     return made
 

@@ -32,13 +32,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
 
 from common import runs
+from common.commands import ANNOTATIONS, score_model, split_json
 from common.io import atomic_write_json, atomic_write_text, run_meta
 from common.losses import LossWeights
 from common.model import MODULES, load_into, load_state, save_model
 from common.recipes import FT, MASK_WEIGHTED, SAM3_LRS, AdapterSpec, Recipe, StreamSpec
 from common.schedules import Schedule
-
-ANNOTATIONS = "_annotations.coco.json"
 
 
 class ConfigError(ValueError):
@@ -149,13 +148,10 @@ def _resolve_paths(cfg: FinetuneConfig, root: Path) -> FinetuneConfig:
     return cfg.model_copy(update=upd)
 
 
-def split_file(data: Path, split: str | None = None) -> Path:
-    """A COCO annotation file: ``data/<split>/_annotations.coco.json``, ``data/_annotations.coco.json`` or a JSON."""
-    data = Path(data)
-    p = data if data.suffix == ".json" else data / split / ANNOTATIONS if split else data / ANNOTATIONS
-    if not p.is_file():
-        raise FileNotFoundError(f"no COCO annotations at {p} (SAM3-LoRA's layout: DIR/train/{ANNOTATIONS} + images)")
-    return p
+def stream_file(data: Path) -> Path:
+    """The COCO file of a stream: a dataset directory's ``train/`` split, a split directory, or a JSON
+    (:func:`common.commands.split_json`)."""
+    return split_json(data / "train" if (data / "train").is_dir() else data)
 
 
 def prescription_ranks(directory: Path) -> dict[str, int]:
@@ -165,21 +161,19 @@ def prescription_ranks(directory: Path) -> dict[str, int]:
     if not (Path(directory) / "adapter_config.json").is_file():
         raise FileNotFoundError(f"lora.prescription: no adapter_config.json in {directory} (run `python -m common prescribe`)")
     c = LoraConfig.from_pretrained(str(directory))
-    pattern = {k: v for k, v in (c.rank_pattern or {}).items()}
+    pattern = c.rank_pattern or {}
     return {n: int(pattern.get(re.escape(n), c.r)) for n in sorted(c.target_modules)}
 
 
 def to_recipe(cfg: FinetuneConfig, name: str = "finetune") -> Recipe:
     """The config as a :class:`Recipe` (its streams name COCO files, its init the starting model)."""
-    streams = [StreamSpec(str(split_file(cfg.data, "train")), images=cfg.images_per_step, pos=cfg.phrases_per_image)]
+    streams = [StreamSpec(str(split_json(cfg.data / "train")), images=cfg.images_per_step, pos=cfg.phrases_per_image)]
     if cfg.replay is not None:
         s = cfg.replay
-        streams.append(StreamSpec(str(split_file(s.data, "train") if (s.data / "train").is_dir() else split_file(s.data)),
-                                  every=s.every, images=s.images, pos=s.phrases))
+        streams.append(StreamSpec(str(stream_file(s.data)), every=s.every, images=s.images, pos=s.phrases))
     if cfg.negatives is not None:
         s = cfg.negatives
-        streams.append(StreamSpec(str(split_file(s.data, "train") if (s.data / "train").is_dir() else split_file(s.data)),
-                                  every=s.every, images=s.images, pos=0, neg=s.phrases))
+        streams.append(StreamSpec(str(stream_file(s.data)), every=s.every, images=s.images, pos=0, neg=s.phrases))
     mode: dict[str, Any] = {"full": {}, "frozen_te": {"frozen": MODULES["T"]},
                             "fusion_only": {"trainable": ("detr_encoder.",)}, "lora": {}}[cfg.mode]
     if cfg.mode == "lora":
@@ -214,7 +208,6 @@ def init_distributed() -> tuple[int, int]:
 def finetune(cfg: FinetuneConfig, progress: bool = True, command: dict | None = None) -> dict:
     """Train ``cfg`` (resumable from ``out/run``), then score each saved checkpoint on ``valid/`` and write the last and
     the best full models. Returns the summary written to ``out/finetune.json`` (rank 0; other ranks get ``{}``)."""
-    from common.commands import score_model
     from common.train import train_loop
 
     t0 = time.time()
@@ -236,19 +229,26 @@ def finetune(cfg: FinetuneConfig, progress: bool = True, command: dict | None = 
                         runs.image_size(cfg.scale), progress=progress, extra_loss=extra)
     if rank != 0:
         return {}
+    if recipe.adapter is not None:  # the trained model in memory is the last state, its adapters unmerged
+        from common.lora import export_peft
+
+        adapter = str(export_peft(model, cfg.out / "last_adapter"))
     valid = cfg.data / "valid" / ANNOTATIONS
-    rows = []
-    for step in [*sorted(recipe.checkpoints), result.summary["steps"]]:
-        ckpt = run / ("final.safetensors" if step == result.summary["steps"] else f"step-{step}.safetensors")
+    rows, best_row, last = [], None, cfg.out / "last.safetensors"
+    for step in [*sorted(recipe.checkpoints), result.summary["steps"]]:  # each checkpoint's model is built once
+        final = step == result.summary["steps"]
+        ckpt = run / ("final.safetensors" if final else f"step-{step}.safetensors")
         m = model_at(recipe, cfg.scale, ckpt)
         row: dict[str, Any] = {"step": step, "checkpoint": ckpt.name}
         if valid.is_file():
             v, _ = score_model(m, valid, cfg.scale)
             row.update(iou=v["iou"], mAP=v["coco"]["mAP"], cgF1=v["saco"]["cgF1"], neg_correct=v["saco"]["neg_correct"])
         rows.append(row)
-    last = save_model(model_at(recipe, cfg.scale, run / "final.safetensors"), cfg.out / "last.safetensors")
-    best_row = max(rows, key=lambda r: (r.get(cfg.select_by) or 0.0, r["step"])) if valid.is_file() else rows[-1]
-    best = save_model(model_at(recipe, cfg.scale, run / best_row["checkpoint"]), cfg.out / "best.safetensors")
+        if best_row is None or (row.get(cfg.select_by) or 0.0) >= (best_row.get(cfg.select_by) or 0.0):
+            best_row, best_model = row, m  # the latest of equal scores (with no valid/, the last checkpoint)
+        if final:
+            save_model(m, last)
+    best = save_model(best_model, cfg.out / "best.safetensors")
     doc = {"config": cfg.model_dump(mode="json"), "recipe": recipe.to_dict(), "world_size": world,
            "steps": result.summary["steps"], "trainable_params": result.summary["trainable_params"],
            "train_wall_s": result.summary["train_wall_s"], "s_per_step": result.summary["train_wall_s"] / max(1, result.summary["steps"]),
@@ -256,10 +256,7 @@ def finetune(cfg: FinetuneConfig, progress: bool = True, command: dict | None = 
            "selected": {"by": cfg.select_by, "step": best_row["step"], "valid": str(valid) if valid.is_file() else None},
            "last": str(last), "best": str(best)}
     if recipe.adapter is not None:
-        from common.lora import export_peft
-
-        m = model_at(recipe, cfg.scale, run / "final.safetensors", merge=False)
-        doc["last_adapter"] = str(export_peft(m, cfg.out / "last_adapter"))
+        doc["last_adapter"] = adapter
     doc["meta"] = run_meta(command or {"config": doc["config"]}, cfg.seed, t0)
     from common.report import markdown_table
 
@@ -269,7 +266,7 @@ def finetune(cfg: FinetuneConfig, progress: bool = True, command: dict | None = 
     return doc
 
 
-def model_at(recipe: Recipe, scale: str, ckpt: Path, merge: bool = True) -> torch.nn.Module:
+def model_at(recipe: Recipe, scale: str, ckpt: Path) -> torch.nn.Module:
     """The fine-tuned model a checkpoint of ``recipe`` describes: init + the trained tensors (LoRA merged)."""
     model, _, _ = runs.prepare(recipe, scale)
     state = load_state(ckpt)
@@ -277,7 +274,7 @@ def model_at(recipe: Recipe, scale: str, ckpt: Path, merge: bool = True) -> torc
     if missing:
         raise KeyError(f"{ckpt}: lacks {len(missing)} trained tensor(s): {missing[:5]}")
     load_into(model, state, source=str(ckpt), strict=False)
-    if merge and recipe.adapter is not None:
+    if recipe.adapter is not None:
         from common.lora import merge_lora
 
         model = merge_lora(model)

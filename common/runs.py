@@ -10,6 +10,7 @@ tensors); ``"base"`` is the committed tiny base (or a base run where its hash do
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 from dataclasses import replace
@@ -47,9 +48,15 @@ def sam3_dir() -> Path:
 
 
 def _sam3_config():
+    return _config_at(str(sam3_dir()))
+
+
+@functools.lru_cache(maxsize=4)
+def _config_at(directory: str):
+    """A SAM3 directory's config, read once (sizes and tokenizer length are asked for per command)."""
     from transformers import Sam3Config
 
-    return Sam3Config.from_pretrained(str(sam3_dir()), local_files_only=True)
+    return Sam3Config.from_pretrained(directory, local_files_only=True)
 
 
 def tokenizer_for(scale: str) -> WordTokenizer | PhraseTokenizer:

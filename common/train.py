@@ -316,9 +316,9 @@ def train_loop(model: torch.nn.Module, trainable: dict[str, torch.nn.Parameter],
             n_pairs = _all_sum(float(len(batch.phrases)), world)
             if not n_pairs:
                 continue
-            ids, am = tokenizer(batch.phrases) if batch.phrases else (None, None)
             share = len(batch.phrases) / n_pairs  # this process's share of the step's pairs (1 in one process)
             if batch.phrases:
+                ids, am = tokenizer(batch.phrases)
                 terms = _batch_loss(model, batch, ids, am, recipe, vision_frozen, vision_cache, image_size, j, step)
                 loss = terms["total"]
                 if extra_loss is not None:

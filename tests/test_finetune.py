@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import jsonlines
 import pytest
 import torch
 import yaml
@@ -17,6 +16,7 @@ import yaml
 from common import commands, runs
 from common.finetune import ConfigError, load_config, to_recipe
 from common.model import load_state
+from common.train import read_log
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,8 +35,7 @@ def write(tmp_path: Path, **cfg) -> Path:
 
 
 def log_totals(out: Path) -> list[float]:
-    with jsonlines.open(out / "run" / "log.jsonl") as r:
-        return [row["total"] for row in r]
+    return [row["total"] for row in read_log(out / "run" / "log.jsonl")]
 
 
 # ----------------------------------------------------------------------------- the schema
@@ -116,8 +115,7 @@ def test_finetune_lora_from_a_prescription(tmp_path, data):
     base = runs.load_model("base", "micro").state_dict()
     last = load_state(out / "last.safetensors")
     assert set(last) == set(base)  # merged into plain weights
-    with jsonlines.open(out / "run" / "log.jsonl") as r:
-        streams = {k for row in r for k in row if k.startswith("stream_")}
+    streams = {k for row in read_log(out / "run" / "log.jsonl") for k in row if k.startswith("stream_")}
     assert streams == {"stream_train", "stream_valid", "stream_train#2"} and doc["trainable_params"] > 0
 
 
