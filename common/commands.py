@@ -40,7 +40,7 @@ import torch
 from common import metrics, mprank, runs, spectral, weightdiff
 from common.data import read_doc
 from common.io import atomic_write_json, atomic_write_text, run_meta, save_figure
-from common.model import fine_group_of, to_pixels
+from common.model import DEVICE_ENV, fine_group_of, pick_device, to_pixels
 from common.report import markdown_table, style
 from common.worlds import encode_rle
 
@@ -165,7 +165,7 @@ def infer(model_ref: str, image: Path, phrases: Sequence[str], scale: str = "tin
     ids, am = runs.tokenizer_for(scale)(list(phrases))
     with torch.no_grad():
         o = forward_pairs(model.eval(), to_pixels([im], runs.image_size(scale)), ids, am,
-                          torch.zeros(len(phrases), dtype=torch.long))
+                          torch.zeros(len(phrases), dtype=torch.long)).cpu()
     out = []
     for r, ph in enumerate(phrases):
         k = metrics.postprocess(o.logits[-1, r], o.presence[-1, r], o.masks[r], threshold=prob_threshold, nms_iou=nms_iou,
@@ -317,6 +317,7 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--prob-threshold", type=float, default=metrics.KEEP_THRESHOLD)
         p.add_argument("--nms-iou", type=float, default=0.5, help="mask NMS IoU (≤ 0 disables)")
         _common(p)
+        _device(p)
         if name == "validate":
             p.add_argument("--data", type=Path, required=True, help="a split directory (_annotations.coco.json) or a JSON")
         else:
@@ -347,7 +348,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-4)")
     p.add_argument("--pos-weight", type=float, default=1.0, help="BCE weight of the positives (Post 02 suggests > 1)")
     _common(p)
+    _device(p)
     return ap
+
+
+def _device(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--device", default="auto",
+                    help="auto (this process's GPU when CUDA is available, else the CPU), cpu, cuda or cuda:N")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -358,6 +365,8 @@ def main(argv: list[str] | None = None) -> dict:
         os.environ[runs.SAM3_ENV] = str(args.checkpoint.resolve())
     if getattr(args, "scale", None) == "sam3":
         runs.sam3_dir()  # a clear error before any work
+    if getattr(args, "device", None) is not None:
+        os.environ[DEVICE_ENV] = str(pick_device(args.device))  # every model the command builds goes there
     if cmd == "make-example-data":
         made = make_example_data(args.out, args.scale, args.n_train, args.n_valid, args.seed)
         print(f"wrote {args.out}/train and {args.out}/valid: {made}")

@@ -55,7 +55,7 @@ def _forward_by_image(model: torch.nn.Module, ds: PairDataset, tokenizer, image_
                 plist.append(p)
         ids, am = tokenizer(phrases)
         with torch.no_grad():
-            o = forward_pairs(model, to_pixels(images, image_size), ids, am, torch.tensor(idx))
+            o = forward_pairs(model, to_pixels(images, image_size), ids, am, torch.tensor(idx)).cpu()
         for r, p in enumerate(plist):
             yield p, o.logits[-1, r], o.presence[:, r], o.masks[r], images[idx[r]].shape[:2]
 

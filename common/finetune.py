@@ -29,13 +29,14 @@ from typing import Any, Literal
 
 import torch
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, field_validator,
+                      model_validator)
 
 from common import runs
 from common.commands import ANNOTATIONS, score_model, split_json
 from common.io import atomic_write_json, atomic_write_text, run_meta
 from common.losses import LossWeights
-from common.model import MODULES, load_into, load_state, save_model
+from common.model import DEVICE_ENV, MODULES, load_into, load_state, pick_device, save_model
 from common.recipes import FT, MASK_WEIGHTED, SAM3_LRS, AdapterSpec, Recipe, StreamSpec
 from common.schedules import Schedule
 
@@ -98,6 +99,14 @@ class FinetuneConfig(_Section):
     eval_every: PositiveInt | None = Field(None, description="steps between checkpoints scored on valid/ (default: 4 per run)")
     select_by: Literal["iou", "mAP", "cgF1"] = "iou"
     seed: int = 0
+    device: str = Field("auto", description="auto (this process's GPU when CUDA is available, else the CPU), cpu, "
+                                            "cuda or cuda:N")
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, v: str) -> str:
+        pick_device(v)  # a clear error for a malformed name or a GPU this machine lacks
+        return v
 
     @model_validator(mode="after")
     def _lora_matches_mode(self) -> "FinetuneConfig":
@@ -195,13 +204,16 @@ def to_recipe(cfg: FinetuneConfig, name: str = "finetune") -> Recipe:
                   loss=MASK_WEIGHTED if cfg.loss == "mask_weighted" else LossWeights(), **lrs, **mode)
 
 
-def init_distributed() -> tuple[int, int]:
-    """Join the process group ``torchrun`` describes (gloo on CPU, NCCL on GPUs); (world size, rank)."""
+def init_distributed(device: torch.device) -> tuple[int, int]:
+    """Join the process group ``torchrun`` describes (NCCL when this process trains on its GPU, else gloo);
+    (world size, rank)."""
     import torch.distributed as dist
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+        if device.type == "cuda":
+            torch.cuda.set_device(device)  # NCCL's collectives (and all_gather_object) use the current device
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return (dist.get_world_size(), dist.get_rank()) if dist.is_initialized() else (1, 0)
 
 
@@ -213,7 +225,9 @@ def finetune(cfg: FinetuneConfig, progress: bool = True, command: dict | None = 
     t0 = time.time()
     if cfg.checkpoint is not None:
         os.environ[runs.SAM3_ENV] = str(cfg.checkpoint)
-    world, rank = init_distributed()
+    device = pick_device(cfg.device)
+    os.environ[DEVICE_ENV] = str(device)  # every model built below (training, scoring) is placed there
+    world, rank = init_distributed(device)
     recipe = to_recipe(cfg)
     streams, recipe = runs.make_streams(recipe, {})
     every = cfg.eval_every or max(1, math.ceil(recipe.steps / 4))
@@ -249,10 +263,11 @@ def finetune(cfg: FinetuneConfig, progress: bool = True, command: dict | None = 
         if final:
             save_model(m, last)
     best = save_model(best_model, cfg.out / "best.safetensors")
-    doc = {"config": cfg.model_dump(mode="json"), "recipe": recipe.to_dict(), "world_size": world,
+    doc = {"config": cfg.model_dump(mode="json"), "recipe": recipe.to_dict(), "world_size": world, "device": str(device),
            "steps": result.summary["steps"], "trainable_params": result.summary["trainable_params"],
            "train_wall_s": result.summary["train_wall_s"], "s_per_step": result.summary["train_wall_s"] / max(1, result.summary["steps"]),
-           "final_loss": result.summary["final_loss_per_sample"], "checkpoints": rows,
+           "final_loss": result.summary["final_loss_per_sample"], "peak_memory_gib": peak_memory_gib(device),
+           "checkpoints": rows,
            "selected": {"by": cfg.select_by, "step": best_row["step"], "valid": str(valid) if valid.is_file() else None},
            "last": str(last), "best": str(best)}
     if recipe.adapter is not None:
@@ -264,6 +279,16 @@ def finetune(cfg: FinetuneConfig, progress: bool = True, command: dict | None = 
                       + markdown_table(rows) + f"\nbest by {cfg.select_by}: step {best_row['step']} → `{best}`\n")
     atomic_write_json(cfg.out / "finetune.json", doc)
     return doc
+
+
+def peak_memory_gib(device: torch.device) -> dict[str, float]:
+    """This process's peak resident memory and, on a GPU, the peak memory PyTorch allocated there (GiB)."""
+    import resource
+
+    out = {"rss": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20, 3)}  # Linux: KiB
+    if device.type == "cuda":
+        out["gpu"] = round(torch.cuda.max_memory_allocated(device) / 2 ** 30, 3)
+    return out
 
 
 def model_at(recipe: Recipe, scale: str, ckpt: Path) -> torch.nn.Module:

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import torch
 from transformers.models.sam3.modeling_sam3 import box_cxcywh_to_xyxy, inverse_sigmoid
 
+from common.model import device_of
+
 
 @dataclass
 class PairOutputs:
@@ -28,6 +30,12 @@ class PairOutputs:
     masks: torch.Tensor | None  # [M, Q, h, w] mask logits (last layer) for the pairs in ``mask_rows``
     semantic: torch.Tensor | None  # [M, 1, h, w] semantic-seg logits for ``mask_rows``
     mask_rows: torch.Tensor  # [M] indices into the N pairs
+
+    def cpu(self) -> "PairOutputs":
+        """The same outputs, detached, on the CPU (for post-processing in numpy)."""
+        move = lambda t: None if t is None else t.detach().cpu()  # noqa: E731
+        return PairOutputs(*(move(getattr(self, f)) for f in ("logits", "boxes", "presence", "masks", "semantic",
+                                                               "mask_rows")))
 
 
 def encode_vision(model: torch.nn.Module, pixel_values: torch.Tensor):
@@ -47,12 +55,15 @@ def forward_pairs(
     """Run N (image, phrase) pairs; pair i uses image ``image_index[i]`` of ``pixel_values``.
 
     ``vision`` may carry a precomputed :func:`encode_vision` output (a frozen-vision cache);
-    ``mask_rows`` selects the pairs that need masks (None = all; an empty tensor = none).
+    ``mask_rows`` selects the pairs that need masks (None = all; an empty tensor = none). Inputs are moved to the
+    model's device; the outputs stay there.
     """
+    dev = device_of(model)
+    input_ids, attention_mask, image_index = input_ids.to(dev), attention_mask.to(dev), image_index.to(dev)
     if vision is None:
         if pixel_values is None:
             raise ValueError("forward_pairs needs pixel_values or a precomputed vision output")
-        vision = encode_vision(model, pixel_values)
+        vision = encode_vision(model, pixel_values.to(dev))
     fpn = [f[image_index] for f in vision.fpn_hidden_states[:-1]]
     pos = [p[image_index] for p in vision.fpn_position_encoding[:-1]]
 
@@ -71,7 +82,7 @@ def forward_pairs(
     presence = dec.presence_logits.squeeze(-1)  # [L, N]
 
     n = input_ids.shape[0]
-    rows = torch.arange(n) if mask_rows is None else torch.as_tensor(mask_rows, dtype=torch.long)
+    rows = torch.arange(n, device=dev) if mask_rows is None else torch.as_tensor(mask_rows, dtype=torch.long, device=dev)
     masks = semantic = None
     if len(rows):
         md = model.mask_decoder(decoder_queries=hs[-1][rows], backbone_features=[f[rows] for f in fpn],

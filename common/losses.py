@@ -55,6 +55,9 @@ class Target:
     def present(self) -> bool:
         return self.masks.shape[0] > 0
 
+    def to(self, device: torch.device) -> "Target":
+        return Target(self.masks.to(device), self.boxes.to(device))
+
 
 def make_target(masks: np.ndarray, size: int) -> Target:
     """Target from bool GT masks ``[n, H, W]`` (any H, W): area-downsampled masks and normalised boxes."""
@@ -107,20 +110,24 @@ def hungarian_match(logits: torch.Tensor, boxes: torch.Tensor, target: Target,
             p = mask_logits.flatten(1).sigmoid()
             g = target.masks.flatten(1)
             cost = cost + 2 * (1 - (2 * p @ g.T + 1) / (p.sum(-1)[:, None] + g.sum(-1)[None] + 1))
-    qi, gi = linear_sum_assignment(cost.numpy())
-    return torch.as_tensor(qi, dtype=torch.long), torch.as_tensor(gi, dtype=torch.long)
+    qi, gi = linear_sum_assignment(cost.cpu().numpy())
+    dev = logits.device
+    return torch.as_tensor(qi, dtype=torch.long, device=dev), torch.as_tensor(gi, dtype=torch.long, device=dev)
 
 
 def set_loss(out: PairOutputs, targets: list[Target], w: LossWeights) -> dict[str, torch.Tensor]:
-    """All loss terms (each a scalar, mean per pair / per GT instance) and their weighted ``total``."""
+    """All loss terms (each a scalar, mean per pair / per GT instance) and their weighted ``total``, on the outputs'
+    device (the targets are moved there)."""
     L, N, Q = out.logits.shape
     if len(targets) != N:
         raise ValueError(f"{len(targets)} targets for {N} pairs")
-    layer_w = torch.tensor([w.aux_weight] * (L - 1) + [1.0])
+    dev = out.logits.device
+    targets = [t.to(dev) for t in targets]
+    layer_w = torch.tensor([w.aux_weight] * (L - 1) + [1.0], device=dev)
     layer_w = layer_w / layer_w.sum()
 
-    present = torch.tensor([float(t.present) for t in targets])
-    ppw = None if w.presence_pos_weight is None else torch.tensor(w.presence_pos_weight)
+    present = torch.tensor([float(t.present) for t in targets], device=dev)
+    ppw = None if w.presence_pos_weight is None else torch.tensor(w.presence_pos_weight, device=dev)
     pres = sum(layer_w[l] * F.binary_cross_entropy_with_logits(out.presence[l], present, pos_weight=ppw) for l in range(L))
     terms: dict[str, torch.Tensor] = {"presence": pres}
 
@@ -131,7 +138,7 @@ def set_loss(out: PairOutputs, targets: list[Target], w: LossWeights) -> dict[st
     if pos:
         n_gt = sum(targets[i].boxes.shape[0] for i in pos)
         row_of = {int(r): k for k, r in enumerate(out.mask_rows)}
-        pw = torch.tensor(w.cls_pos_weight)
+        pw = torch.tensor(w.cls_pos_weight, device=dev)
         for l in range(L):
             cls_l = box_l1_l = giou_l = zero
             for i in pos:
@@ -139,7 +146,7 @@ def set_loss(out: PairOutputs, targets: list[Target], w: LossWeights) -> dict[st
                 last = l == L - 1
                 mlog = out.masks[row_of[i]] if (last and out.masks is not None and i in row_of) else None
                 qi, gi = hungarian_match(out.logits[l, i], out.boxes[l, i], t, mlog)
-                tgt = torch.zeros(Q)
+                tgt = torch.zeros(Q, device=dev)
                 tgt[qi] = 1.0
                 cls_l = cls_l + F.binary_cross_entropy_with_logits(out.logits[l, i], tgt, pos_weight=pw, reduction="sum")
                 box_l1_l = box_l1_l + F.l1_loss(out.boxes[l, i, qi], t.boxes[gi], reduction="sum")
@@ -156,7 +163,7 @@ def set_loss(out: PairOutputs, targets: list[Target], w: LossWeights) -> dict[st
         mask_dice = mask_dice / n_gt
     if out.semantic is not None and len(out.mask_rows):
         sem_t = torch.stack([targets[int(r)].masks.amax(0) if targets[int(r)].present
-                             else torch.zeros(out.semantic.shape[-2:]) for r in out.mask_rows])
+                             else torch.zeros(out.semantic.shape[-2:], device=dev) for r in out.mask_rows])
         semantic = F.binary_cross_entropy_with_logits(out.semantic[:, 0], sem_t)
     terms.update(cls=cls, box_l1=box_l1, box_giou=box_giou, mask_bce=mask_bce, mask_dice=mask_dice, semantic=semantic)
     weights = w.to_dict()

@@ -162,6 +162,32 @@ def load_sam3(path: str | Path) -> Sam3Model:
     return _unclamp(Sam3Model.from_pretrained(str(path), local_files_only=True).eval())
 
 
+def save_random_sam3(directory: str | Path, config: Sam3Config, seed: int = 0) -> Path:
+    """A randomly initialised SAM3 directory laid out as the real one (``save_pretrained`` weights + a tokenizer), for
+    running the ``sam3`` code path without Meta's weights: tests (a micro config) and the full-size GPU check
+    (``Sam3Config()``, 840 M). The tokenizer is word-level over the synthetic worlds' words (the real model's CLIP BPE
+    needs its vocabulary files), with the same ``<bos> … <eos>`` framing."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    from common.worlds import vocabulary
+
+    words = WordTokenizer(vocabulary(), 8).words
+    if len(words) > config.text_config.vocab_size:
+        raise ValueError(f"the worlds' {len(words)} words exceed the text encoder's vocabulary "
+                         f"({config.text_config.vocab_size})")
+    tk = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.Whitespace()
+    tk.post_processor = processors.TemplateProcessing(single="<bos> $A <eos>", special_tokens=[("<bos>", 1), ("<eos>", 2)])
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", unk_token="<unk>", bos_token="<bos>",
+                                  eos_token="<eos>")
+    directory = Path(directory)
+    torch.manual_seed(seed)
+    Sam3Model(config).save_pretrained(str(directory))
+    tok.save_pretrained(str(directory))
+    return directory
+
+
 def config_hash(obj: object) -> str:
     """Short stable hash of a JSON-able config (dataclasses allowed); keys sorted."""
     if hasattr(obj, "__dataclass_fields__"):
@@ -233,6 +259,50 @@ def to_pixels(images: Sequence[np.ndarray], size: int) -> torch.Tensor:
                                                 antialias=True)[0]
         batch.append(t)
     return (torch.stack(batch) - 0.5) / 0.5
+
+
+# --------------------------------------------------------------------------- devices
+def pick_device(spec: str = "auto") -> torch.device:
+    """The device a command runs on: ``auto`` = this process's GPU (``cuda:$LOCAL_RANK`` under torchrun) when CUDA is
+    available, else the CPU; or an explicit ``cpu``, ``cuda`` (this process's GPU) or ``cuda:N``. Asking for CUDA
+    without it is an error."""
+    import os
+
+    local = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    if spec == "auto":
+        spec = local if torch.cuda.is_available() else "cpu"
+    elif spec == "cuda":  # under torchrun, each process its own GPU
+        spec = local
+    try:
+        dev = torch.device(spec)
+    except RuntimeError as e:
+        raise ValueError(f"device {spec!r}: expected auto, cpu, cuda or cuda:N") from e
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {spec!r}: expected auto, cpu, cuda or cuda:N")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {spec!r}: CUDA is not available on this machine (use cpu or auto)")
+        if (dev.index or 0) >= torch.cuda.device_count():
+            raise ValueError(f"device {spec!r}: this machine has {torch.cuda.device_count()} GPU(s)")
+    return dev
+
+
+#: The environment variable naming the device every model the project builds is placed on (``--device`` of the CLI
+#: sets it; unset = the CPU, where every published number here was made).
+DEVICE_ENV = "SAM3_REPRO_DEVICE"
+
+
+def run_device() -> torch.device:
+    """The device models are built on: :func:`pick_device` of ``$SAM3_REPRO_DEVICE`` (default ``cpu``)."""
+    import os
+
+    return pick_device(os.environ.get(DEVICE_ENV, "cpu"))
+
+
+def device_of(model: torch.nn.Module) -> torch.device:
+    """The device of a model's parameters (the CPU for a model without any)."""
+    p = next(model.parameters(), None)
+    return torch.device("cpu") if p is None else p.device
 
 
 # --------------------------------------------------------------------------- module groups

@@ -77,7 +77,7 @@ def cache_gate_inputs(model: torch.nn.Module, items: Sequence[tuple[PairDataset,
     t0 = time.time()
     acts, _ = capture_pairs(model, items, tokenizer, image_size, {"q0": (model.detr_decoder.presence_layer_norm, "input")},
                             images_per_batch, progress=progress, desc=desc)
-    label = torch.tensor([1.0 if p.masks else 0.0 for _, p in items])
+    label = torch.tensor([1.0 if p.masks else 0.0 for _, p in items], device=acts["q0"].device)
     return GateCache(acts["q0"][:, 0], label, [p.pair_id for _, p in items], round(time.time() - t0, 2))
 
 
@@ -153,9 +153,9 @@ def train_gate(model: torch.nn.Module, recipe, run_dir: Path, items: Sequence[tu
     trainable = trainable_params(model, recipe)
     opt = torch.optim.Adam(list(trainable.values()), lr=recipe.lr)
     pw = recipe.loss.presence_pos_weight
-    pos_weight = None if pw is None else torch.tensor(float(pw))
-    pos_idx = torch.nonzero(cache.label > 0.5).squeeze(1).numpy()
-    neg_idx = torch.nonzero(cache.label < 0.5).squeeze(1).numpy()
+    pos_weight = None if pw is None else torch.tensor(float(pw), device=cache.label.device)
+    pos_idx = torch.nonzero(cache.label > 0.5).squeeze(1).cpu().numpy()
+    neg_idx = torch.nonzero(cache.label < 0.5).squeeze(1).cpu().numpy()
     n_pos, n_neg = recipe.streams[0].pos, recipe.streams[1].neg
     rng = np.random.default_rng(recipe.seed)
     batches = [np.concatenate([rng.choice(pos_idx, n_pos), rng.choice(neg_idx, n_neg)]) for _ in range(recipe.total_steps)]

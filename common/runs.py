@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from common.io import DATA, atomic_write_json, read_json
-from common.model import SPECS, PhraseTokenizer, WordTokenizer, build_model, config_hash, load_into, load_sam3, load_state
+from common.model import SPECS, PhraseTokenizer, WordTokenizer, build_model, config_hash, load_into, load_sam3, load_state, run_device
 from common.recipes import AdapterSpec, Recipe, resolve
 
 #: The environment variable naming the runs cache (default ``data/runs``); tests point it at a temporary directory and
@@ -99,8 +99,10 @@ def data_hash(scale: str) -> str:
 
 
 def fresh_model(scale: str, vocab_size: int, seed: int = 0) -> torch.nn.Module:
-    """A model to load a state into: a seeded micro/tiny build, or the real SAM3 with its own (base) weights."""
-    return load_sam3(sam3_dir()) if scale == "sam3" else build_model(scale, vocab_size, seed=seed)
+    """A model to load a state into: a seeded micro/tiny build, or the real SAM3 with its own (base) weights, on
+    :func:`common.model.run_device`."""
+    model = load_sam3(sam3_dir()) if scale == "sam3" else build_model(scale, vocab_size, seed=seed)
+    return model.to(run_device())
 
 
 def trained_names(model: torch.nn.Module, recipe: Recipe) -> set[str]:

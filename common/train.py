@@ -26,7 +26,7 @@ from tqdm import tqdm
 from common.forward import encode_vision, forward_pairs
 from common.io import atomic_write_json, read_json
 from common.losses import Target, make_target, set_loss
-from common.model import load_state, save_checkpoint, to_pixels
+from common.model import device_of, load_state, save_checkpoint, to_pixels
 
 if TYPE_CHECKING:
     from common.data import PairDataset
@@ -203,7 +203,8 @@ def _load_opt_state(opt: torch.optim.AdamW, params: dict[str, torch.nn.Parameter
     for n, p in params.items():
         key = f"__adam__.{n}"
         if f"{key}.exp_avg" in state:
-            opt.state[p] = {"exp_avg": state[f"{key}.exp_avg"].clone(), "exp_avg_sq": state[f"{key}.exp_avg_sq"].clone(),
+            opt.state[p] = {"exp_avg": state[f"{key}.exp_avg"].to(p.device, copy=True),
+                            "exp_avg_sq": state[f"{key}.exp_avg_sq"].to(p.device, copy=True),
                             "step": torch.tensor(float(state[f"{key}.step"][0]))}
 
 
@@ -255,8 +256,9 @@ def train_loop(model: torch.nn.Module, trainable: dict[str, torch.nn.Parameter],
     ``budget_s``: stop after this many seconds of training (a fixed-compute comparison, issue #15); the
     summary's ``steps`` is then the step reached.
 
-    Under ``torchrun`` (an initialised process group) each process loads its shard of every batch (:func:`shard`), the
-    gradients are summed weighted by each shard's share of the pairs, and only rank 0 writes the log and checkpoints.
+    Under ``torchrun`` (an initialised process group) each process loads its shard of every batch (:func:`shard`),
+    ``DistributedDataParallel`` (around :class:`PairLoss`) all-reduces the gradients, each shard's loss weighted by its
+    share of the step's pairs, and only rank 0 writes the log and checkpoints.
     """
     world, rank = dist_info()
     if world > 1 and budget_s is not None:
@@ -289,7 +291,13 @@ def train_loop(model: torch.nn.Module, trainable: dict[str, torch.nn.Parameter],
     _barrier(world)
 
     vision_frozen = not any(n.startswith("vision_encoder.") for n in trainable)
-    vision_cache: dict[str, object] = {}
+    step_loss = PairLoss(model, recipe, image_size, vision_frozen, extra_loss)
+    dev = next(iter(trainable.values())).device
+    if world > 1:  # DDP all-reduces the gradients of every backward (it averages: the loss below is scaled by world)
+        from torch.nn.parallel import DistributedDataParallel
+
+        step_loss = DistributedDataParallel(step_loss, device_ids=[dev.index] if dev.type == "cuda" else None,
+                                            broadcast_buffers=False, find_unused_parameters=True)
     sqrt_bs = math.sqrt(max(s[2] for s in streams)) if recipe.sqrt_bs_scaling else 1.0
     prior = read_log(log_path) if start else []  # a resumed run's log (read once)
     prior_s = prior[-1]["elapsed_s"] if prior else 0.0
@@ -313,27 +321,20 @@ def train_loop(model: torch.nn.Module, trainable: dict[str, torch.nn.Parameter],
             rng = np.random.default_rng([recipe.seed, j, step, micro])
             batch = make_batch(sampler, (served * recipe.grad_accum + micro) * n_img, n_img, rng, p_hard,
                                mask_size, name, keep=shard(n_img, world, rank))
-            n_pairs = _all_sum(float(len(batch.phrases)), world)
+            n_pairs = _all_sum(float(len(batch.phrases)), world, dev)
             if not n_pairs:
                 continue
             share = len(batch.phrases) / n_pairs  # this process's share of the step's pairs (1 in one process)
-            if batch.phrases:
-                ids, am = tokenizer(batch.phrases)
-                terms = _batch_loss(model, batch, ids, am, recipe, vision_frozen, vision_cache, image_size, j, step)
-                loss = terms["total"]
-                if extra_loss is not None:
-                    extra = extra_loss(model)
-                    terms["extra"] = extra
-                    loss = loss + extra
-                if not torch.isfinite(loss):
-                    bad = {k: float(v.detach()) for k, v in terms.items()}
-                    raise FloatingPointError(f"{recipe.name}: non-finite loss at step {step} (stream {name}): {bad}")
-                (loss * share / recipe.grad_accum).backward()
-                for k, v in terms.items():
-                    agg[k] = agg.get(k, 0.0) + float(v.detach()) * share / recipe.grad_accum
+            loss, terms = step_loss(batch, tokenizer, j, step)  # an empty shard still joins DDP's all-reduce
+            if not torch.isfinite(loss):
+                bad = {k: float(v.detach()) for k, v in terms.items()}
+                raise FloatingPointError(f"{recipe.name}: non-finite loss at step {step} (stream {name}): {bad}")
+            (loss * share * world / recipe.grad_accum).backward()
+            for k, v in terms.items():
+                agg[k] = agg.get(k, 0.0) + float(v.detach()) * share / recipe.grad_accum
             agg["stream_" + name] = agg.get("stream_" + name, 0.0) + 1
         if world > 1:
-            agg = _all_reduce_grads_and_terms(trainable, agg)
+            agg = _all_reduce_terms(agg)
         gnorm = torch.nn.utils.clip_grad_norm_(list(trainable.values()), recipe.clip or float("inf"))
         if not torch.isfinite(gnorm):
             raise FloatingPointError(f"{recipe.name}: non-finite gradient norm at step {step}: the run diverged")
@@ -406,29 +407,21 @@ def _barrier(world: int) -> None:
         dist.barrier()
 
 
-def _all_sum(x: float, world: int) -> float:
+def _all_sum(x: float, world: int, device: torch.device) -> float:
+    """``x`` summed over the processes (on ``device``: NCCL reduces GPU tensors only)."""
     if world == 1:
         return x
     import torch.distributed as dist
 
-    t = torch.tensor([x], dtype=torch.float64)
+    t = torch.tensor([x], dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return float(t[0])
 
 
-def _all_reduce_grads_and_terms(trainable: dict[str, torch.nn.Parameter], agg: dict[str, float]) -> dict[str, float]:
-    """Sum every process's (pair-share-weighted) gradients in one flat all-reduce, as DDP's bucketed all-reduce does,
-    and the logged loss terms likewise; each process then holds the step's global gradient and terms."""
+def _all_reduce_terms(agg: dict[str, float]) -> dict[str, float]:
+    """The step's logged loss terms summed over the processes (each is already weighted by its share of the pairs)."""
     import torch.distributed as dist
 
-    params = list(trainable.values())
-    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
-    dist.all_reduce(flat)
-    i = 0
-    for p in params:
-        g = flat[i:i + p.numel()].view_as(p)
-        p.grad = g.clone() if p.grad is None else p.grad.copy_(g)
-        i += p.numel()
     parts: list[dict] = [None] * dist.get_world_size()  # type: ignore[list-item]
     dist.all_gather_object(parts, agg)
     out: dict[str, float] = {}
@@ -441,11 +434,40 @@ def _all_reduce_grads_and_terms(trainable: dict[str, torch.nn.Parameter], agg: d
     return out
 
 
+class PairLoss(torch.nn.Module):
+    """One batch's training loss as a single module call — the frozen-ViT cache, :func:`forward_pairs`, the set loss and
+    an adapter regulariser — so that ``DistributedDataParallel`` can wrap it (its hooks follow this forward).
+
+    ``forward(batch, tokenizer, stream, step)`` returns (loss to minimise, logged terms). An empty batch (a process
+    whose shard of the step holds no pairs) gives a zero loss that still reaches every trainable tensor, so the
+    process takes part in the gradient all-reduce.
+    """
+
+    def __init__(self, model: torch.nn.Module, recipe, image_size: int, vision_frozen: bool, extra_loss=None):
+        super().__init__()
+        self.model, self.recipe, self.image_size = model, recipe, image_size
+        self.vision_frozen, self.extra_loss = vision_frozen, extra_loss
+        self.vision_cache: dict = {}
+
+    def forward(self, batch: Batch, tokenizer, stream: int, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        if not batch.phrases:
+            zero = sum(p.sum() * 0.0 for p in self.model.parameters() if p.requires_grad)
+            return zero, {}
+        ids, am = tokenizer(batch.phrases)
+        terms = _batch_loss(self.model, batch, ids, am, self.recipe, self.vision_frozen, self.vision_cache,
+                            self.image_size, stream, step)
+        loss = terms["total"]
+        if self.extra_loss is not None:
+            terms["extra"] = self.extra_loss(self.model)
+            loss = loss + terms["extra"]
+        return loss, terms
+
+
 def _batch_loss(model, batch: Batch, ids, am, recipe, vision_frozen: bool, vision_cache: dict, image_size: int,
                 stream: int, step: int) -> dict[str, torch.Tensor]:
     """Forward one batch (a frozen ViT read from the cache) and its set-loss terms; non-finite predictions stop the run."""
     pos_rows = torch.tensor([i for i, t in enumerate(batch.targets) if t.present or recipe.negative_masks],
-                            dtype=torch.long)
+                            dtype=torch.long, device=device_of(model))
     if vision_frozen:
         vision = _cached_vision(model, batch, vision_cache, image_size, stream)
         out = forward_pairs(model, None, ids, am, batch.image_index, mask_rows=pos_rows, vision=vision)

@@ -15,6 +15,7 @@ import yaml
 
 from common import commands, runs
 from common.finetune import ConfigError, load_config, to_recipe
+from common.io import read_json
 from common.model import load_state
 from common.train import read_log
 
@@ -47,6 +48,8 @@ def log_totals(out: Path) -> list[float]:
     ({"lora": {"rnak": 4}, "mode": "lora"}, "lora.rnak"),  # unknown key in a section
     ({"mode": "lora"}, "needs a 'lora:' section"),
     ({"replay": {"data": "x", "every": 1}}, "replay.every"),
+    ({"device": "tpu"}, "device"),  # not a device name
+    ({"device": "cuda:99"}, "device"),  # a GPU this machine lacks
 ])
 def test_config_errors_name_the_file_and_field(tmp_path, cfg, named):
     p = write(tmp_path, data=str(tmp_path), out="o", **cfg)
@@ -119,8 +122,9 @@ def test_finetune_lora_from_a_prescription(tmp_path, data):
     assert streams == {"stream_train", "stream_valid", "stream_train#2"} and doc["trainable_params"] > 0
 
 
-def test_torchrun_two_processes_match_one(tmp_path, data):
-    cfg = write(tmp_path, data=str(data), out=str(tmp_path / "one"), mode="frozen_te", lr=1e-3, steps=4)
+@pytest.mark.parametrize("mode", [{"mode": "frozen_te"}, {"mode": "lora", "lora": {"rank": 4, "targets": ["detr_encoder."]}}])
+def test_torchrun_two_processes_match_one(tmp_path, data, mode):
+    cfg = write(tmp_path, data=str(data), out=str(tmp_path / "one"), lr=1e-3, steps=4, device="cpu", **mode)  # gloo
     commands.main(["finetune", "--config", str(cfg), "--no-progress"])
     torchrun = Path(sys.executable).with_name("torchrun")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
@@ -132,7 +136,43 @@ def test_torchrun_two_processes_match_one(tmp_path, data):
     assert len(one) == len(two) == 4
     # each process normalises its shard's loss by its own GT count, so the two agree closely but not bit for bit
     assert two == pytest.approx(one, rel=0.03)
+    doc = read_json(tmp_path / "two" / "finetune.json")
+    assert doc["world_size"] == 2 and doc["device"] == "cpu" and doc["peak_memory_gib"]["rss"] > 0
     assert load_state(tmp_path / "two" / "last.safetensors").keys() == load_state(tmp_path / "one" / "last.safetensors").keys()
+
+
+def test_an_empty_shard_still_reaches_every_trainable_tensor(tmp_path, data):
+    """A process whose shard of a step holds no pairs returns a zero loss wired to every trainable tensor, so DDP's
+    all-reduce sees its (zero) gradients instead of waiting for them."""
+    from common.train import Batch, PairLoss
+
+    recipe = to_recipe(load_config(write(tmp_path, data=str(data), out="o", mode="frozen_te")))
+    model, tok, _ = runs.prepare(recipe, "micro")
+    trainable = runs.trainable_params(model, recipe)
+    empty = Batch([], [], torch.zeros(0, dtype=torch.long), [], [], "train")
+    loss, terms = PairLoss(model, recipe, runs.image_size("micro"), vision_frozen=True)(empty, tok, 0, 1)
+    loss.backward()
+    assert float(loss.detach()) == 0.0 and terms == {}
+    assert all(p.grad is not None and not p.grad.any() for p in trainable.values())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_a_gpu_finetune_matches_the_cpu(tmp_path, data, monkeypatch):
+    """The same fine-tune on the GPU and on the CPU: the per-step losses agree to float tolerance, and validate scores
+    the GPU's best checkpoint on the GPU as the fine-tune did."""
+    from common.model import DEVICE_ENV
+
+    monkeypatch.setenv(DEVICE_ENV, "cpu")  # the commands set it; restored after the test
+    outs = {}
+    for dev in ("cpu", "cuda"):
+        cfg = write(tmp_path, data=str(data), out=str(tmp_path / dev), lr=1e-3, steps=4, device=dev)
+        outs[dev] = commands.main(["finetune", "--config", str(cfg), "--no-progress"])
+    assert log_totals(tmp_path / "cuda") == pytest.approx(log_totals(tmp_path / "cpu"), rel=1e-3)
+    assert outs["cuda"]["device"].startswith("cuda") and outs["cuda"]["peak_memory_gib"]["gpu"] > 0
+    v = commands.main(["validate", "--model", outs["cuda"]["best"], "--data", str(data / "valid"), "--scale", "micro",
+                       "--device", "cuda", "--out", str(tmp_path / "v")])
+    best = next(r for r in outs["cuda"]["checkpoints"] if r["step"] == outs["cuda"]["selected"]["step"])
+    assert v["coco"]["mAP"] == pytest.approx(best["mAP"], abs=1e-6) and v["iou"] == pytest.approx(best["iou"], abs=1e-6)
 
 
 def test_images_per_step_must_split_over_the_processes():

@@ -101,3 +101,16 @@ def test_checkpoint_roundtrip_and_named_errors(tmp_path, micro):
 def test_sam3_scale_needs_a_local_checkpoint(tmp_path):
     with pytest.raises(FileNotFoundError, match="SAM3 checkpoint not found"):
         load_sam3(tmp_path / "sam3")
+
+
+def test_pick_device_names_what_it_cannot_use(monkeypatch):
+    from common.model import DEVICE_ENV, pick_device, run_device
+
+    assert pick_device("cpu") == torch.device("cpu")
+    assert pick_device("auto") == (torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu"))
+    with pytest.raises(ValueError, match="expected auto, cpu, cuda"):
+        pick_device("tpu")
+    with pytest.raises(ValueError, match="cuda:99"):
+        pick_device("cuda:99")  # no machine here has 100 GPUs; without CUDA the message says so
+    monkeypatch.delenv(DEVICE_ENV, raising=False)
+    assert run_device() == torch.device("cpu")  # the research scripts' default: where every published number was made

@@ -11,28 +11,14 @@ import torch
 import yaml
 
 from common import commands, runs
-from common.model import SPECS, WordTokenizer, build_config
+from common.model import DEVICE_ENV, SPECS, build_config, save_random_sam3
 from common.sam3_checkpoint import hf_to_meta
 
 
 @pytest.fixture(scope="module")
 def sam3(runs_dir, tmp_path_factory):
     """(model directory, COCO data directory); $SAM3_REPRO_CHECKPOINT restored afterwards."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast, Sam3Model
-
-    from common.worlds import vocabulary
-
-    words = WordTokenizer(vocabulary(), 8).words
-    tk = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
-    tk.pre_tokenizer = pre_tokenizers.Whitespace()
-    tk.post_processor = processors.TemplateProcessing(single="<bos> $A <eos>", special_tokens=[("<bos>", 1), ("<eos>", 2)])
-    tok = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", unk_token="<unk>", bos_token="<bos>",
-                                  eos_token="<eos>")
-    d = tmp_path_factory.mktemp("sam3_random")
-    torch.manual_seed(0)
-    Sam3Model(build_config(SPECS["micro"], len(words))).save_pretrained(str(d))
-    tok.save_pretrained(str(d))
+    d = save_random_sam3(tmp_path_factory.mktemp("sam3_random"), build_config(SPECS["micro"], len(runs.tokenizer_for("micro"))))
     data = tmp_path_factory.mktemp("coco")
     commands.main(["make-example-data", str(data), "--scale", "micro", "--n-train", "4", "--n-valid", "2"])
     old = os.environ.get(runs.SAM3_ENV)
@@ -92,3 +78,26 @@ def test_every_command_runs_through_the_sam3_path(sam3, tmp_path):
     rep = cli("repair-presence", "--model", last, "--data", str(data / "train"), "--eval-data", str(data / "valid"),
               "--steps", "5", "--out", str(tmp_path / "rp"), model_dir=d)
     assert rep["steps"] == 5 and rep["trainable_params"] > 0 and "before" in rep and "after" in rep
+
+
+def test_sam3_scale_check_micro(tmp_path, monkeypatch):
+    """scripts/sam3_scale_check.py --size micro: every command of the sequence runs on a random SAM3 directory and gets
+    a timed row (the full size is the GPU check)."""
+    from pathlib import Path
+
+    for env in (runs.RUNS_ENV, runs.SAM3_ENV, DEVICE_ENV):  # the script sets them; each is restored after the test
+        monkeypatch.setenv(env, os.environ.get(env, "unset"))
+        if os.environ[env] == "unset":
+            monkeypatch.delenv(env)
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "scripts"))
+    import sam3_scale_check
+
+    doc = sam3_scale_check.main(["--size", "micro", "--steps", "2", "--repair-steps", "3", "--device", "cpu",
+                       "--work", str(tmp_path / "w"), "--out", str(tmp_path / "sam3-scale")])
+    assert [(r["command"], r["mode"]) for r in doc["rows"]] == [
+        ("save_random_sam3", "micro"), ("finetune", "lora"), ("finetune", "frozen_te"), ("validate", "lora"),
+        ("repair-presence", "lora")]
+    ft = [r for r in doc["rows"] if r["command"] == "finetune"]
+    assert all(r["steps"] == 2 and r["s_per_step"] > 0 and r["peak_rss_gib"] > 0 for r in ft)
+    assert ft[0]["trainable_params"] < ft[1]["trainable_params"]  # LoRA trains far fewer tensors than frozen-TE
+    assert (tmp_path / "sam3-scale.md").read_text().startswith("# sam3-scale check (micro")
