@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from common.forward import forward_pairs
+from common.forward import forward_pairs, image_batches
 from common.hooks import capture
 from common.model import to_pixels
 
@@ -62,19 +62,11 @@ def capture_pairs(model: torch.nn.Module, items: Sequence[tuple], tokenizer, ima
     the forward of the items ``idx``, in that order (activation patching, steering). ``grad``: the logits keep their
     graph (a training path); otherwise the forwards run without one."""
     model.eval()
-    groups: dict[str, list[int]] = {}
-    for i, (_, p) in enumerate(items):
-        groups.setdefault(str(p.path), []).append(i)
-    keys = sorted(groups)
     parts: dict[str, list[torch.Tensor]] = {k: [] for k in modules}
     logits, order = [], []
-    for b in tqdm(range(0, len(keys), images_per_batch), desc=desc, disable=not progress, mininterval=5):
-        batch = keys[b:b + images_per_batch]
-        idx = [i for k in batch for i in groups[k]]
-        pos = {k: j for j, k in enumerate(batch)}
-        images = [items[groups[k][0]][0].image(items[groups[k][0]][1]) for k in batch]
-        ids, am = tokenizer([items[i][1].phrase for i in idx])
-        index = torch.tensor([pos[str(items[i][1].path)] for i in idx])
+    for idx, images, phrases, index in tqdm(image_batches(items, images_per_batch), desc=desc, disable=not progress,
+                                            mininterval=5):
+        ids, am = tokenizer(phrases)
         with ExitStack() as stack:
             stack.enter_context(torch.enable_grad() if grad else torch.no_grad())
             if edit is not None:

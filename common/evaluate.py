@@ -10,7 +10,6 @@ Inference rule (the posts'): score = σ(query logit)·σ(presence logit), kept a
 """
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -19,7 +18,7 @@ import torch
 
 from common import metrics
 from common.data import Pair, PairDataset
-from common.forward import forward_pairs
+from common.forward import forward_pairs, image_batches
 from common.model import to_pixels
 
 
@@ -40,24 +39,13 @@ def _forward_by_image(model: torch.nn.Module, ds: PairDataset, tokenizer, image_
                       pairs: Sequence[Pair] | None, images_per_batch: int):
     """Yield (pair, query logits [Q], presence logits [L], mask logits [Q,h,w], (H, W)), one ViT pass per image."""
     model.eval()
-    groups: dict[str, list[Pair]] = defaultdict(list)
-    for p in (pairs if pairs is not None else list(ds)):
-        groups[str(p.path)].append(p)
-    keys = sorted(groups)
-    for b in range(0, len(keys), images_per_batch):
-        chunk = keys[b:b + images_per_batch]
-        images, phrases, idx, plist = [], [], [], []
-        for i, k in enumerate(chunk):
-            images.append(ds.image(groups[k][0]))
-            for p in groups[k]:
-                phrases.append(p.phrase)
-                idx.append(i)
-                plist.append(p)
+    items = [(ds, p) for p in (pairs if pairs is not None else list(ds))]
+    for idx, images, phrases, index in image_batches(items, images_per_batch):
         ids, am = tokenizer(phrases)
         with torch.no_grad():
-            o = forward_pairs(model, to_pixels(images, image_size), ids, am, torch.tensor(idx)).cpu()
-        for r, p in enumerate(plist):
-            yield p, o.logits[-1, r], o.presence[:, r], o.masks[r], images[idx[r]].shape[:2]
+            o = forward_pairs(model, to_pixels(images, image_size), ids, am, index).cpu()
+        for r, i in enumerate(idx):
+            yield items[i][1], o.logits[-1, r], o.presence[:, r], o.masks[r], images[index[r]].shape[:2]
 
 
 def predict(model: torch.nn.Module, ds: PairDataset, tokenizer, image_size: int, pairs: Sequence[Pair] | None = None,

@@ -19,6 +19,7 @@ Output (``out``): ``run/`` (the engine's log.jsonl with every loss term per step
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -34,7 +35,7 @@ from pydantic import (BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, 
 
 from common import runs
 from common.commands import ANNOTATIONS, score_model, split_json
-from common.io import atomic_write_json, atomic_write_text, run_meta
+from common.io import atomic_write_json, atomic_write_text, read_json, run_meta
 from common.losses import LossWeights
 from common.model import DEVICE_ENV, MODULES, load_into, load_state, pick_device, save_model
 from common.recipes import FT, MASK_WEIGHTED, SAM3_LRS, AdapterSpec, Recipe, StreamSpec
@@ -233,14 +234,22 @@ def finetune(cfg: FinetuneConfig, progress: bool = True, command: dict | None = 
     every = cfg.eval_every or max(1, math.ceil(recipe.steps / 4))
     recipe = replace(recipe, checkpoints=tuple(range(every, recipe.steps, every)))
     run = cfg.out / "run"
-    if rank == 0:
+    identity = run_identity(cfg, recipe)
+    reuse = check_run_dir(run, identity)
+    if rank == 0 and not reuse:
         run.mkdir(parents=True, exist_ok=True)
         atomic_write_json(run / "config.json", {"config": cfg.model_dump(mode="json"), "recipe": recipe.to_dict(),
-                                                "world_size": world})
+                                                "world_size": world, "identity": identity})
     model, tok, extra = runs.prepare(recipe, cfg.scale)
     trainable = runs.trainable_params(model, recipe)
-    result = train_loop(model, trainable, streams, tok, recipe, run, runs.mask_size(cfg.scale),
-                        runs.image_size(cfg.scale), progress=progress, extra_loss=extra)
+    if reuse:  # the same run finished before: its final tensors, log and summary
+        from common.train import RunResult, read_log
+
+        load_into(model, load_state(run / "final.safetensors"), source=str(run / "final.safetensors"), strict=False)
+        result = RunResult(run, run / "final.safetensors", read_log(run / "log.jsonl"), read_json(run / "done.json"))
+    else:
+        result = train_loop(model, trainable, streams, tok, recipe, run, runs.mask_size(cfg.scale),
+                            runs.image_size(cfg.scale), progress=progress, extra_loss=extra)
     if rank != 0:
         return {}
     if recipe.adapter is not None:  # the trained model in memory is the last state, its adapters unmerged
@@ -279,6 +288,34 @@ def finetune(cfg: FinetuneConfig, progress: bool = True, command: dict | None = 
                       + markdown_table(rows) + f"\nbest by {cfg.select_by}: step {best_row['step']} → `{best}`\n")
     atomic_write_json(cfg.out / "finetune.json", doc)
     return doc
+
+
+def run_identity(cfg: FinetuneConfig, recipe: Recipe) -> dict[str, Any]:
+    """What determines a fine-tune's training: the recipe, the scale and model directory, and the content of every
+    stream's COCO file (not the device, the process count or the output paths)."""
+    import hashlib
+
+    files = sorted({s.split for s in recipe.streams})
+    doc = {"recipe": recipe.to_dict(), "scale": cfg.scale, "checkpoint": str(cfg.checkpoint or ""),
+           "data_sha256": {f: hashlib.sha256(Path(f).read_bytes()).hexdigest()[:16] for f in files}}
+    return json.loads(json.dumps(doc, default=str))  # as config.json will hold it (tuples as lists)
+
+
+def check_run_dir(run: Path, identity: dict[str, Any]) -> bool:
+    """Whether ``run`` holds a finished run of this identity (reuse it). An unfinished one of the same identity resumes;
+    a run of another config stops with the differing fields named (a changed config never resumes or overwrites it)."""
+    cfg_file = run / "config.json"
+    if not cfg_file.is_file():
+        return False
+    old = read_json(cfg_file).get("identity")
+    if old != identity:
+        import pandas as pd
+
+        before, now = (pd.json_normalize(d).iloc[0].to_dict() if d else {} for d in (old, identity))
+        diff = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+        raise ConfigError(f"{run} holds a fine-tune of another config (differs in: {', '.join(diff[:8]) or 'its format'}); "
+                          "set another 'out:' or delete that directory to start over")
+    return (run / "done.json").is_file() and (run / "final.safetensors").is_file()
 
 
 def peak_memory_gib(device: torch.device) -> dict[str, float]:

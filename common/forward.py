@@ -13,7 +13,9 @@ presence slot is position 0 of each decoder layer.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterator, Sequence
 
+import numpy as np
 import torch
 from transformers.models.sam3.modeling_sam3 import box_cxcywh_to_xyxy, inverse_sigmoid
 
@@ -91,3 +93,19 @@ def forward_pairs(
         masks, semantic = md.pred_masks, md.semantic_seg
     return PairOutputs(logits=logits, boxes=boxes, presence=presence, masks=masks, semantic=semantic,
                        mask_rows=rows)
+
+
+def image_batches(items: Sequence[tuple], images_per_batch: int
+                  ) -> Iterator[tuple[list[int], list[np.ndarray], list[str], torch.Tensor]]:
+    """(dataset, pair) items grouped by image for :func:`forward_pairs`, ``images_per_batch`` images at a time (images
+    in path order, each image's pairs in item order): (item indices, images, phrases, each item's image index)."""
+    groups: dict[str, list[int]] = {}
+    for i, (_, p) in enumerate(items):
+        groups.setdefault(str(p.path), []).append(i)
+    keys = sorted(groups)
+    for b in range(0, len(keys), images_per_batch):
+        chunk = keys[b:b + images_per_batch]
+        idx = [i for k in chunk for i in groups[k]]
+        images = [items[groups[k][0]][0].image(items[groups[k][0]][1]) for k in chunk]
+        index = torch.tensor([j for j, k in enumerate(chunk) for _ in groups[k]], dtype=torch.long)
+        yield idx, images, [items[i][1].phrase for i in idx], index

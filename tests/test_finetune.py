@@ -101,6 +101,21 @@ def test_finetune_modes_train_their_modules_only(tmp_path, data, mode, moved, ke
     assert v["iou"] == pytest.approx(best["iou"]) and v["coco"]["mAP"] == pytest.approx(best["mAP"])
 
 
+def test_a_finished_run_is_reused_and_a_changed_config_never_overwrites_it(tmp_path, data):
+    out = tmp_path / "out"
+    cfg = write(tmp_path, data=str(data), out=str(out), mode="fusion_only", lr=1e-3, steps=2)
+    first = commands.main(["finetune", "--config", str(cfg), "--no-progress"])
+    log = (out / "run" / "log.jsonl").read_bytes()
+    again = commands.main(["finetune", "--config", str(cfg), "--no-progress"])  # reused: no step retrained
+    assert (out / "run" / "log.jsonl").read_bytes() == log
+    assert again["checkpoints"] == first["checkpoints"] and again["train_wall_s"] == first["train_wall_s"]
+    assert load_state(out / "last.safetensors").keys() == load_state(out / "best.safetensors").keys()
+    with pytest.raises(ConfigError, match=r"another config \(differs in: recipe\.lr\)"):
+        commands.main(["finetune", "--config", str(write(tmp_path, data=str(data), out=str(out), mode="fusion_only",
+                                                          lr=2e-3, steps=2)), "--no-progress"])
+    assert (out / "run" / "log.jsonl").read_bytes() == log
+
+
 def test_finetune_lora_from_a_prescription(tmp_path, data):
     # a partial fine-tune, its MP-rank prescription, then a LoRA fine-tune with those per-tensor ranks
     part = tmp_path / "part"

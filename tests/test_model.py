@@ -114,3 +114,22 @@ def test_pick_device_names_what_it_cannot_use(monkeypatch):
         pick_device("cuda:99")  # no machine here has 100 GPUs; without CUDA the message says so
     monkeypatch.delenv(DEVICE_ENV, raising=False)
     assert run_device() == torch.device("cpu")  # the research scripts' default: where every published number was made
+
+
+def test_image_batches_group_pairs_by_image_in_path_order():
+    from types import SimpleNamespace
+
+    from common.forward import image_batches
+
+    class DS:
+        def image(self, p):
+            return np.full((2, 2, 3), ord(p.path[-1]), dtype=np.uint8)
+
+    ds = DS()
+    items = [(ds, SimpleNamespace(path=f"img{c}", phrase=ph)) for c, ph in
+             [("b", "x"), ("a", "y"), ("b", "z"), ("c", "w")]]
+    got = list(image_batches(items, 2))
+    assert [g[0] for g in got] == [[1, 0, 2], [3]]  # a's pair, then b's two in item order; c in the next batch
+    assert [g[2] for g in got] == [["y", "x", "z"], ["w"]]
+    assert got[0][3].tolist() == [0, 1, 1] and got[1][3].tolist() == [0]
+    assert [int(im[0, 0, 0]) for im in got[0][1]] == [ord("a"), ord("b")]
