@@ -56,7 +56,7 @@ def measured(fn, device: torch.device) -> tuple[object, dict]:
 
 
 def check(size: str, work: Path, steps: int, modes: list[str], device: str, repair_steps: int,
-          images_per_step: int = 2) -> list[dict]:
+          images_per_step: int = 2, phrases: int = 4) -> list[dict]:
     """The timed command sequence on a random ``size`` SAM3 under ``work``; one row per command."""
     dev = pick_device(device)
     os.environ[runs.RUNS_ENV] = str(work / "runs")  # the repair's run cache stays with the check
@@ -72,7 +72,7 @@ def check(size: str, work: Path, steps: int, modes: list[str], device: str, repa
     for mode in modes:
         conf = {"data": str(data), "out": str(work / f"ft-{mode}"), "scale": "sam3", "checkpoint": str(model_dir),
                 "mode": mode, "steps": steps, "eval_every": steps, "images_per_step": images_per_step,
-                "phrases_per_image": 4, "device": device}
+                "phrases_per_image": phrases, "device": device}
         if mode == "lora":
             conf["lora"] = {"rank": 16, "targets": ["detr_encoder.", "detr_decoder."]}
         path = work / f"ft-{mode}.yaml"
@@ -102,6 +102,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--modes", default="lora,frozen_te", help="comma-separated finetune modes (the first is validated "
                                                                   "and repaired)")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--images-per-step", type=int, default=2)
+    ap.add_argument("--phrases", type=int, default=4, help="phrases per image in each fine-tune step")
     ap.add_argument("--work", type=Path, default=None, help="working directory (default: a temporary one)")
     ap.add_argument("--out", type=Path, default=RESULTS / "bench" / "sam3-scale")
     args = ap.parse_args(argv)
@@ -109,7 +111,8 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         work = (args.work or Path(tmp)).resolve()
         work.mkdir(parents=True, exist_ok=True)
-        rows = check(args.size, work, args.steps, args.modes.split(","), args.device, args.repair_steps)
+        rows = check(args.size, work, args.steps, args.modes.split(","), args.device, args.repair_steps,
+                     args.images_per_step, args.phrases)
     dev = pick_device(args.device)
     cfg = config_for(args.size)
     with torch.device("meta"):

@@ -153,3 +153,25 @@ def test_runpool_progress_line_reads_step_loss_and_eta(tmp_path, monkeypatch):
     (d / "log.jsonl").write_text("\n".join(json.dumps({"step": s, "loss_per_sample": 2.0 / s, "elapsed_s": 3.0 * s})
                                            for s in (1, 2, 25)) + "\n")
     assert runpool.progress_line("frozen_te", "micro") == "frozen_te: step 25/100, loss 0.080, ETA 3.8 min"
+
+
+def test_evaluation_split_into_pair_chunks_predicts_the_same(monkeypatch):
+    """At sam3 scale one evaluation forward takes 16 pairs (their 200 × 288² mask logits); chunking the pairs of an image
+    batch, the vision pass shared, gives the predictions of one forward."""
+    from common import evaluate
+    from common.data import load_pairs
+    from common.worlds import ensure_worlds
+
+    model = runs.load_model("base", "micro")
+    ds = load_pairs(ensure_worlds(scale="micro")["saco_gold"])
+    pairs = list(ds)[:24]
+    tok, size = runs.tokenizer_for("micro"), runs.image_size("micro")
+    whole = evaluate.predict(model, ds, tok, size, pairs, threshold=0.0)
+    assert evaluate.pairs_per_forward(model) > len(pairs)  # micro batches are never split
+    monkeypatch.setattr(evaluate, "MASK_BYTES_PER_FORWARD", 1)  # one pair per forward
+    assert evaluate.pairs_per_forward(model) == 1
+    split = evaluate.predict(model, ds, tok, size, pairs, threshold=0.0)
+    assert [p.pair.pair_id for p in split] == [p.pair.pair_id for p in whole]
+    for a, b in zip(split, whole):
+        assert a.presence_logits == pytest.approx(b.presence_logits, abs=1e-5)
+        assert a.kept.scores == pytest.approx(b.kept.scores, abs=1e-5)
