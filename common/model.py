@@ -344,6 +344,26 @@ def module_of(name: str) -> str:
     raise KeyError(f"parameter {name!r} belongs to no module group")
 
 
+def hybrid_state(donor: dict[str, torch.Tensor], rest: dict[str, torch.Tensor], modules: Iterable[str]
+                 ) -> dict[str, torch.Tensor]:
+    """A state dict taking the tensors of the named modules (letters of :data:`MODULES`: ``"VF"`` = vision + fusion)
+    from ``donor`` and every other tensor from ``rest`` (Post 01 §2's swap matrix: cell C = T from the fine-tune,
+    the rest from base). Both states must hold the same tensor names and shapes."""
+    modules = set(modules)
+    unknown = modules - set(MODULES)
+    if unknown:
+        raise ValueError(f"unknown module(s) {sorted(unknown)}; expected letters of {sorted(MODULES)}")
+    if set(donor) != set(rest):
+        odd = sorted(set(donor) ^ set(rest))
+        raise KeyError(f"the two states differ in tensor names: {odd[:5]}{' ...' if len(odd) > 5 else ''}")
+    out = {}
+    for k in rest:
+        if donor[k].shape != rest[k].shape:
+            raise ValueError(f"tensor {k!r}: shape {tuple(donor[k].shape)} vs {tuple(rest[k].shape)}")
+        out[k] = donor[k] if module_of(k) in modules else rest[k]
+    return out
+
+
 def fine_group_of(name: str) -> str:
     """The Fig 1.1 group of a parameter name."""
     for group, pattern in FINE_GROUPS:
