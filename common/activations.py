@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from common.forward import forward_pairs, image_batches
+from common.forward import encode_vision, forward_pairs, image_batches, pairs_per_forward
 from common.hooks import capture
-from common.model import to_pixels
+from common.model import device_of, to_pixels
 
 _SLOT = re.compile(r"^(fusion|decoder)\[(-?\d+)\]$")
 
@@ -58,25 +58,31 @@ def capture_pairs(model: torch.nn.Module, items: Sequence[tuple], tokenizer, ima
                   desc: str = "activations") -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Per (dataset, pair) item, in order: ``{key: tensor [n, ...]}`` of what each ``modules[key] = (module, "input" |
     "output")`` sees (detached), and the last layer's unclamped presence logit [n]. One vision pass per image,
-    ``images_per_batch`` images per forward. ``edit(idx)``: a context (an :func:`common.hooks.overwrite`) held around
+    ``images_per_batch`` images per vision pass, their pairs :func:`common.forward.pairs_per_forward` at a time through
+    the rest. ``edit(idx)``: a context (an :func:`common.hooks.overwrite` of a fusion or decoder module) held around
     the forward of the items ``idx``, in that order (activation patching, steering). ``grad``: the logits keep their
     graph (a training path); otherwise the forwards run without one."""
     model.eval()
+    chunk = pairs_per_forward(model, masks=False)
     parts: dict[str, list[torch.Tensor]] = {k: [] for k in modules}
     logits, order = [], []
     for idx, images, phrases, index in tqdm(image_batches(items, images_per_batch), desc=desc, disable=not progress,
                                             mininterval=5):
         ids, am = tokenizer(phrases)
-        with ExitStack() as stack:
-            stack.enter_context(torch.enable_grad() if grad else torch.no_grad())
-            if edit is not None:
-                stack.enter_context(edit(idx))
-            seen = {k: stack.enter_context(capture(m, what)) for k, (m, what) in modules.items()}
-            out = forward_pairs(model, to_pixels(images, image_size), ids, am, index,
-                                mask_rows=torch.zeros(0, dtype=torch.long))
-        for k in modules:
-            parts[k].append(seen[k][-1])
-        logits.append(out.presence[-1])
+        with torch.enable_grad() if grad else torch.no_grad():
+            vision = encode_vision(model, to_pixels(images, image_size).to(device_of(model)))
+        for c in range(0, len(idx), chunk):  # the pairs :func:`pairs_per_forward` at a time, on the shared vision pass
+            part = slice(c, c + chunk)
+            with ExitStack() as stack:
+                stack.enter_context(torch.enable_grad() if grad else torch.no_grad())
+                if edit is not None:
+                    stack.enter_context(edit(idx[part]))
+                seen = {k: stack.enter_context(capture(m, what)) for k, (m, what) in modules.items()}
+                out = forward_pairs(model, None, ids[part], am[part], index[part],
+                                    mask_rows=torch.zeros(0, dtype=torch.long), vision=vision)
+            for k in modules:
+                parts[k].append(seen[k][-1])
+            logits.append(out.presence[-1])
         order += idx
     inv = torch.argsort(torch.tensor(order))
     return {k: torch.cat(v)[inv] for k, v in parts.items()}, torch.cat(logits)[inv]

@@ -18,7 +18,7 @@ import torch
 
 from common import metrics
 from common.data import Pair, PairDataset
-from common.forward import encode_vision, forward_pairs, image_batches
+from common.forward import encode_vision, forward_pairs, image_batches, pairs_per_forward
 from common.model import device_of, to_pixels
 
 
@@ -41,7 +41,7 @@ def _forward_by_image(model: torch.nn.Module, ds: PairDataset, tokenizer, image_
     pairs of a batch go through the rest of the model :func:`pairs_per_forward` at a time."""
     model.eval()
     items = [(ds, p) for p in (pairs if pairs is not None else list(ds))]
-    chunk = pairs_per_forward(model)
+    chunk = pairs_per_forward(model, masks=True)
     for idx, images, phrases, index in image_batches(items, images_per_batch):
         ids, am = tokenizer(phrases)
         with torch.no_grad():
@@ -50,18 +50,6 @@ def _forward_by_image(model: torch.nn.Module, ds: PairDataset, tokenizer, image_
                 o = forward_pairs(model, None, ids[c:c + chunk], am[c:c + chunk], index[c:c + chunk], vision=vision).cpu()
                 for r, i in enumerate(idx[c:c + chunk]):
                     yield items[i][1], o.logits[-1, r], o.presence[:, r], o.masks[r], images[index[c + r]].shape[:2]
-
-
-#: The most mask logits one evaluation forward holds (bytes): the real SAM3's 200 queries × 288² masks are 66 MB a pair.
-MASK_BYTES_PER_FORWARD = 2 ** 30
-
-
-def pairs_per_forward(model: torch.nn.Module) -> int:
-    """How many pairs one evaluation forward takes so that their mask logits fit :data:`MASK_BYTES_PER_FORWARD` (16 for
-    the real SAM3; far above any batch at micro/tiny scale, whose batches are never split)."""
-    c = model.config
-    h, w = c.vision_config.backbone_feature_sizes[0]
-    return max(1, MASK_BYTES_PER_FORWARD // (c.detr_decoder_config.num_queries * h * w * 4))
 
 
 def predict(model: torch.nn.Module, ds: PairDataset, tokenizer, image_size: int, pairs: Sequence[Pair] | None = None,

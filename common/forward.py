@@ -109,3 +109,20 @@ def image_batches(items: Sequence[tuple], images_per_batch: int
         images = [items[groups[k][0]][0].image(items[groups[k][0]][1]) for k in chunk]
         index = torch.tensor([j for j, k in enumerate(chunk) for _ in groups[k]], dtype=torch.long)
         yield idx, images, [items[i][1].phrase for i in idx], index
+
+
+#: The memory one forward's pairs may take (bytes, estimated by :func:`pairs_per_forward`).
+PAIR_BYTES_PER_FORWARD = 2 ** 31
+
+
+def pairs_per_forward(model: torch.nn.Module, masks: bool) -> int:
+    """How many pairs one no-grad forward after the vision pass takes so that their activations fit
+    :data:`PAIR_BYTES_PER_FORWARD`: per pair, the fusion encoder's image tokens (×64 for its intermediates) and, with
+    ``masks``, the mask logits. The real SAM3 (5,184 tokens of width 256; 200 queries × 288² masks) takes 5 pairs with
+    masks, 6 without; micro/tiny batches are never split."""
+    c = model.config
+    h, w = c.vision_config.backbone_feature_sizes[0]
+    per_pair = c.detr_encoder_config.hidden_size * (h // 4) * (w // 4) * 4 * 64
+    if masks:
+        per_pair += c.detr_decoder_config.num_queries * h * w * 4
+    return max(1, PAIR_BYTES_PER_FORWARD // per_pair)

@@ -1,4 +1,5 @@
-"""Activation probes on a model's internal streams (Post 01 §9 Table 9.4: fusion[5] norm inflation).
+"""Activation probes on a model's internal streams (Post 01 §9 Table 9.4: fusion[5] norm inflation; Post 01 §4 Fig 4.3:
+the mask-lens probe, :func:`mask_lens_iou`).
 
 :func:`fusion_output_norm` hooks ``model.detr_encoder.layers[layer]`` (the post's
 ``transformer.encoder.layers.N``, F[N]) and averages the L2 norm of its output tokens over the watch
@@ -14,6 +15,7 @@ hooked is returned. :func:`fusion_norm_run` caches the result beside a run, like
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -122,3 +124,71 @@ def logistic_probe_auc(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndar
     z = np.hstack([b, np.ones((len(b), 1))]) @ w
     yt = np.asarray(y_test) > 0.5
     return presence_auc(z[yt], z[~yt])
+
+
+@dataclass
+class LensSet:
+    """One split's inputs to the mask-lens probe at one vision block (Post 01 Fig 4.3)."""
+
+    tokens: torch.Tensor  # [n_images, T, d] the block's output tokens (T = the token grid, row-major)
+    text: torch.Tensor  # [n_pairs, d_t] each pair's prompt embedding (the frozen base text features)
+    image: torch.Tensor  # [n_pairs] long: which image a pair is on
+    target: torch.Tensor  # [n_pairs, T] the GT union mask's area fraction in each token, in [0, 1]
+
+
+def mask_lens_iou(train: LensSet, test: LensSet, rank: int = 32, steps: int = 400, lr: float = 1e-2,
+                  batch: int = 256, seed: int = 0) -> dict:
+    """Fit the mask-lens probe on ``train`` and score it on ``test`` (Post 01 §4, Fig 4.3: where the vision encoder
+    first commits to the answer mask).
+
+    The probe is a tiny prompt-conditioned bilinear head on one block's tokens h (standardised on the train tokens):
+    ``logit(token) = (U h)·(V t) + w·h + c`` with U [rank, d], V [rank, d_t], trained by Adam on the per-token BCE
+    against the area-fraction target. Its IoU is that of the thresholded prediction (σ > ½) with the target
+    (> ½) on the token grid, averaged over the test pairs whose target covers at least one token. Returns
+    ``{"iou", "n_pairs", "train_iou", "final_loss"}``.
+    """
+    for name, s in (("train", train), ("test", test)):
+        if s.target.shape[0] != s.text.shape[0] or s.image.shape[0] != s.text.shape[0]:
+            raise ValueError(f"mask lens {name}: {s.text.shape[0]} texts, {s.image.shape[0]} image indices and "
+                             f"{s.target.shape[0]} targets")
+        if s.target.shape[1] != s.tokens.shape[1]:
+            raise ValueError(f"mask lens {name}: targets cover {s.target.shape[1]} tokens, the block has "
+                             f"{s.tokens.shape[1]}")
+    g = torch.Generator().manual_seed(seed)
+    mu = train.tokens.reshape(-1, train.tokens.shape[-1]).mean(0)
+    sd = train.tokens.reshape(-1, train.tokens.shape[-1]).std(0) + 1e-6
+    d, dt = train.tokens.shape[-1], train.text.shape[-1]
+    u = torch.nn.Parameter(torch.randn(rank, d, generator=g) / d ** 0.5)
+    v = torch.nn.Parameter(torch.randn(rank, dt, generator=g) / dt ** 0.5)
+    w = torch.nn.Parameter(torch.zeros(d))
+    c = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.Adam([u, v, w, c], lr=lr)
+
+    def logits(s: LensSet, idx: torch.Tensor) -> torch.Tensor:
+        h = (s.tokens[s.image[idx]].float() - mu) / sd  # [b, T, d]
+        q = s.text[idx].float() @ v.T  # [b, rank]
+        return torch.einsum("btd,rd,br->bt", h, u, q) + h @ w + c
+
+    n = train.text.shape[0]
+    loss = torch.tensor(float("nan"))
+    for _ in range(steps):
+        idx = torch.randint(n, (min(batch, n),), generator=g)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits(train, idx), train.target[idx].float())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    if not torch.isfinite(loss):
+        raise FloatingPointError("mask lens: the probe's loss is not finite; lower the LR")
+
+    @torch.no_grad()
+    def iou(s: LensSet) -> tuple[float, int]:
+        pred = torch.cat([logits(s, torch.arange(i, min(i + batch, len(s.text)))) for i in range(0, len(s.text), batch)]) > 0
+        gt = s.target > 0.5
+        keep = gt.any(1)
+        if not keep.any():
+            raise ValueError("mask lens: no pair's target covers a token; the token grid is too coarse for these masks")
+        inter, union = (pred & gt)[keep].sum(1), (pred | gt)[keep].sum(1)
+        return float((inter / union).mean()), int(keep.sum())
+
+    test_iou, n_test = iou(test)
+    return {"iou": test_iou, "n_pairs": n_test, "train_iou": iou(train)[0], "final_loss": float(loss.detach())}

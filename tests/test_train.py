@@ -156,8 +156,8 @@ def test_runpool_progress_line_reads_step_loss_and_eta(tmp_path, monkeypatch):
 
 
 def test_evaluation_split_into_pair_chunks_predicts_the_same(monkeypatch):
-    """At sam3 scale one evaluation forward takes 16 pairs (their 200 × 288² mask logits); chunking the pairs of an image
-    batch, the vision pass shared, gives the predictions of one forward."""
+    """At sam3 scale one evaluation forward takes 5 pairs (their fusion tokens and 200 × 288² mask logits); chunking the
+    pairs of an image batch, the vision pass shared, gives the predictions of one forward; the same for capture_pairs."""
     from common import evaluate
     from common.data import load_pairs
     from common.worlds import ensure_worlds
@@ -167,11 +167,29 @@ def test_evaluation_split_into_pair_chunks_predicts_the_same(monkeypatch):
     pairs = list(ds)[:24]
     tok, size = runs.tokenizer_for("micro"), runs.image_size("micro")
     whole = evaluate.predict(model, ds, tok, size, pairs, threshold=0.0)
-    assert evaluate.pairs_per_forward(model) > len(pairs)  # micro batches are never split
-    monkeypatch.setattr(evaluate, "MASK_BYTES_PER_FORWARD", 1)  # one pair per forward
-    assert evaluate.pairs_per_forward(model) == 1
+    from transformers import Sam3Config
+
+    from common import forward
+
+    tiny = runs.fresh_model("tiny", len(runs.tokenizer_for("tiny")))
+    assert forward.pairs_per_forward(tiny, masks=True) > 16 * 40  # micro/tiny batches (≤ 16 images × 40 phrases) stay whole
+    with torch.device("meta"):  # the real SAM3's sizes: 5 pairs with masks, 6 without
+        from transformers import Sam3Model
+
+        real = Sam3Model(Sam3Config())
+    assert (forward.pairs_per_forward(real, masks=True), forward.pairs_per_forward(real, masks=False)) == (5, 6)
+    monkeypatch.setattr(forward, "PAIR_BYTES_PER_FORWARD", 1)  # one pair per forward
+    assert forward.pairs_per_forward(model, masks=True) == 1
     split = evaluate.predict(model, ds, tok, size, pairs, threshold=0.0)
     assert [p.pair.pair_id for p in split] == [p.pair.pair_id for p in whole]
     for a, b in zip(split, whole):
         assert a.presence_logits == pytest.approx(b.presence_logits, abs=1e-5)
         assert a.kept.scores == pytest.approx(b.kept.scores, abs=1e-5)
+    from common.activations import capture_pairs
+
+    items = [(ds, p) for p in pairs]
+    mods = {"q0": (model.detr_decoder.presence_layer_norm, "input")}
+    one, logit_one = capture_pairs(model, items, tok, size, mods)
+    monkeypatch.undo()
+    many, logit_many = capture_pairs(model, items, tok, size, mods)
+    assert torch.allclose(one["q0"], many["q0"], atol=1e-5) and torch.allclose(logit_one, logit_many, atol=1e-5)
