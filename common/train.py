@@ -447,7 +447,7 @@ class PairLoss(torch.nn.Module):
         super().__init__()
         self.model, self.recipe, self.image_size = model, recipe, image_size
         self.vision_frozen, self.extra_loss = vision_frozen, extra_loss
-        self.vision_cache: dict = {}
+        self.vision_cache = VisionCache()
 
     def forward(self, batch: Batch, tokenizer, stream: int, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         if not batch.phrases:
@@ -463,7 +463,7 @@ class PairLoss(torch.nn.Module):
         return loss, terms
 
 
-def _batch_loss(model, batch: Batch, ids, am, recipe, vision_frozen: bool, vision_cache: dict, image_size: int,
+def _batch_loss(model, batch: Batch, ids, am, recipe, vision_frozen: bool, vision_cache: VisionCache, image_size: int,
                 stream: int, step: int) -> dict[str, torch.Tensor]:
     """Forward one batch (a frozen ViT read from the cache) and its set-loss terms; non-finite predictions stop the run."""
     pos_rows = torch.tensor([i for i, t in enumerate(batch.targets) if t.present or recipe.negative_masks],
@@ -482,11 +482,40 @@ def _batch_loss(model, batch: Batch, ids, am, recipe, vision_frozen: bool, visio
     return set_loss(out, batch.targets, recipe.loss)
 
 
-def _cached_vision(model, batch: Batch, cache: dict, image_size: int, stream: int):
-    """Vision features of a batch's images under a frozen ViT, computed once per image and reused."""
+#: The most bytes the frozen-vision cache of one run holds; beyond it the oldest images are dropped (and recomputed when
+#: seen again). Every micro/tiny dataset fits; the real SAM3's features are ~113 MB an image, so ~75 images fit.
+VISION_CACHE_BYTES = 8 * 2 ** 30
+
+
+class VisionCache:
+    """Frozen-ViT features per (stream, image key), at most ``limit`` bytes (the oldest entries dropped first)."""
+
+    def __init__(self, limit: int | None = None):
+        self.limit = VISION_CACHE_BYTES if limit is None else limit
+        self.entries: dict = {}  # insertion order = age
+        self.bytes = 0
+
+    @staticmethod
+    def _size(entry) -> int:
+        return sum(t.numel() * t.element_size() for t in (*entry[0], *entry[1]))
+
+    def get(self, key):
+        return self.entries.get(key)
+
+    def put(self, key, entry) -> None:
+        self.entries[key] = entry
+        self.bytes += self._size(entry)
+        while self.bytes > self.limit and len(self.entries) > 1:
+            self.bytes -= self._size(self.entries.pop(next(iter(self.entries))))
+
+
+def _cached_vision(model, batch: Batch, cache: VisionCache, image_size: int, stream: int):
+    """Vision features of a batch's images under a frozen ViT, computed once per image and reused (while the
+    :class:`VisionCache` holds them)."""
     from transformers.models.sam3.modeling_sam3 import Sam3VisionEncoderOutput
 
-    missing = [i for i, k in enumerate(batch.image_keys) if (stream, k) not in cache]
+    here = {k: e for k in batch.image_keys if (e := cache.get((stream, k))) is not None}
+    missing = [i for i, k in enumerate(batch.image_keys) if k not in here]
     if missing:
         with torch.no_grad():
             was = model.training
@@ -494,9 +523,9 @@ def _cached_vision(model, batch: Batch, cache: dict, image_size: int, stream: in
             v = encode_vision(model, to_pixels([batch.images[i] for i in missing], image_size))
             model.train(was)
         for r, i in enumerate(missing):
-            cache[(stream, batch.image_keys[i])] = ([f[r] for f in v.fpn_hidden_states],
-                                                    [p[r] for p in v.fpn_position_encoding])
-    feats = [cache[(stream, k)] for k in batch.image_keys]
+            here[batch.image_keys[i]] = ([f[r] for f in v.fpn_hidden_states], [p[r] for p in v.fpn_position_encoding])
+            cache.put((stream, batch.image_keys[i]), here[batch.image_keys[i]])
+    feats = [here[k] for k in batch.image_keys]
     return Sam3VisionEncoderOutput(
         fpn_hidden_states=tuple(torch.stack([f[0][l] for f in feats]) for l in range(len(feats[0][0]))),
         fpn_position_encoding=tuple(torch.stack([f[1][l] for f in feats]) for l in range(len(feats[0][1]))),

@@ -193,3 +193,27 @@ def test_evaluation_split_into_pair_chunks_predicts_the_same(monkeypatch):
     monkeypatch.undo()
     many, logit_many = capture_pairs(model, items, tok, size, mods)
     assert torch.allclose(one["q0"], many["q0"], atol=1e-5) and torch.allclose(logit_one, logit_many, atol=1e-5)
+
+
+def test_vision_cache_is_bounded_and_gives_the_same_features():
+    """The frozen-ViT cache keeps at most its byte limit (oldest dropped); a dropped image is recomputed, same features."""
+    import numpy as np
+
+    from common.train import Batch, VisionCache, _cached_vision
+
+    model = runs.fresh_model("micro", len(runs.tokenizer_for("micro")))
+    size = runs.image_size("micro")
+    rng = np.random.default_rng(0)
+    images = {f"im{i}": rng.integers(0, 255, (size, size, 3), dtype=np.uint8) for i in range(4)}
+
+    def batch(keys):
+        return Batch([images[k] for k in keys], [], torch.zeros(0, dtype=torch.long), [], list(keys), "train")
+
+    big, small = VisionCache(), VisionCache(limit=1)
+    for keys in (["im0", "im1"], ["im2", "im3"], ["im0", "im2"]):
+        a = _cached_vision(model, batch(keys), big, size, 0)
+        b = _cached_vision(model, batch(keys), small, size, 0)
+        for x, y in zip(a.fpn_hidden_states, b.fpn_hidden_states):
+            assert torch.allclose(x, y, atol=1e-5)
+    assert len(big.entries) == 4 and len(small.entries) == 1 and small.bytes <= big.bytes / 4 + 1
+    assert small.bytes == VisionCache._size(next(iter(small.entries.values())))
