@@ -77,9 +77,19 @@ post02: $(VENV) ## every Post 02 table and figure (results/post02/; presence_onl
 	$(PY) post02/bias_direction.py --scale $(SCALE)
 	$(PY) post02/mech_interp.py --scale $(SCALE)
 
-.PHONY: table-9.15 post01-lora
+.PHONY: table-9.15 post01-lora post01-mech
 table-9.15: $(VENV) ## Post 01 Table 9.15 + Fig 9.15: r=8 LoRA α ladder (watch IoU only; runs train in parallel, JOBS=n)
 	$(PY) post01/alpha_ladder.py --scale $(SCALE)
+
+post01-mech: $(VENV) ## Post 01 §1–§8: weight deltas, swap matrix, activation patching, text rotation, mask lens, fusion-only, concept geometry, OOD
+	$(PY) post01/weight_delta.py --scale $(SCALE)
+	$(PY) post01/swap_matrix.py --scale $(SCALE)
+	$(PY) post01/activation_patching.py --scale $(SCALE)
+	$(PY) post01/text_rotation.py --scale $(SCALE)
+	$(PY) post01/mask_lens.py --scale $(SCALE)
+	$(PY) post01/fusion_only.py --scale $(SCALE)
+	$(PY) post01/concept_geometry.py --scale $(SCALE)
+	$(PY) post01/out_of_domain.py --scale $(SCALE)
 
 post01-lora: $(VENV) ## Post 01 §9–§12: LoRA on the fusion stack, rank saturation, α-boost / α-ladder, AdaLoRA, MP-rank LoRA
 	$(PY) post01/signal_rank.py --scale $(SCALE)

@@ -52,6 +52,19 @@ def capture_grid(model: torch.nn.Module, images: Sequence[np.ndarray], phrases: 
     return {s: torch.stack(v) for s, v in per_image.items()}
 
 
+@torch.no_grad()
+def text_embeddings(model: torch.nn.Module, phrases: Sequence[str], tokenizer) -> torch.Tensor:
+    """[n_phrases, d] one text vector per phrase (Post 01 §4 Fig 4.1, §7 text cosines): the text features the fusion
+    encoder cross-attends to (``get_text_features(...).pooler_output``, after the text resizer), averaged over the
+    phrase's tokens (BOS and EOS included, padding excluded)."""
+    model.eval()
+    ids, am = tokenizer(list(phrases))
+    dev = device_of(model)
+    feats = model.get_text_features(input_ids=ids.to(dev), attention_mask=am.to(dev)).pooler_output.double().cpu()
+    w = am.double().unsqueeze(-1)
+    return (feats * w).sum(1) / w.sum(1)
+
+
 def capture_pairs(model: torch.nn.Module, items: Sequence[tuple], tokenizer, image_size: int,
                   modules: dict[str, tuple[torch.nn.Module, str]], images_per_batch: int = 16,
                   edit: Callable[[list[int]], ContextManager] | None = None, grad: bool = False, progress: bool = False,

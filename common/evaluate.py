@@ -10,8 +10,9 @@ Inference rule (the posts'): score = σ(query logit)·σ(presence logit), kept a
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, ContextManager, Sequence
 
 import numpy as np
 import torch
@@ -35,10 +36,14 @@ class Prediction:
         return metrics.presence_sigmoid(self.presence_logits[-1])
 
 
+Edit = Callable[[list[int]], ContextManager]
+
+
 def _forward_by_image(model: torch.nn.Module, ds: PairDataset, tokenizer, image_size: int,
-                      pairs: Sequence[Pair] | None, images_per_batch: int):
+                      pairs: Sequence[Pair] | None, images_per_batch: int, edit: Edit | None = None):
     """Yield (pair, query logits [Q], presence logits [L], mask logits [Q,h,w], (H, W)), one ViT pass per image; the
-    pairs of a batch go through the rest of the model :func:`pairs_per_forward` at a time."""
+    pairs of a batch go through the rest of the model :func:`pairs_per_forward` at a time. ``edit(idx)``: a context
+    held around the forward of the pairs at positions ``idx`` of ``pairs`` (activation patching, Post 01 §3–§6)."""
     model.eval()
     items = [(ds, p) for p in (pairs if pairs is not None else list(ds))]
     chunk = pairs_per_forward(model, masks=True)
@@ -47,18 +52,21 @@ def _forward_by_image(model: torch.nn.Module, ds: PairDataset, tokenizer, image_
         with torch.no_grad():
             vision = encode_vision(model, to_pixels(images, image_size).to(device_of(model)))
             for c in range(0, len(idx), chunk):
-                o = forward_pairs(model, None, ids[c:c + chunk], am[c:c + chunk], index[c:c + chunk], vision=vision).cpu()
+                with edit(idx[c:c + chunk]) if edit is not None else nullcontext():
+                    o = forward_pairs(model, None, ids[c:c + chunk], am[c:c + chunk], index[c:c + chunk],
+                                      vision=vision).cpu()
                 for r, i in enumerate(idx[c:c + chunk]):
                     yield items[i][1], o.logits[-1, r], o.presence[:, r], o.masks[r], images[index[c + r]].shape[:2]
 
 
 def predict(model: torch.nn.Module, ds: PairDataset, tokenizer, image_size: int, pairs: Sequence[Pair] | None = None,
             images_per_batch: int = 8, threshold: float = metrics.KEEP_THRESHOLD,
-            nms_iou: float | None = 0.5) -> list[Prediction]:
+            nms_iou: float | None = 0.5, edit: Edit | None = None) -> list[Prediction]:
     """Predictions for ``pairs`` (default: all of ``ds``), one vision forward per image; kept above ``threshold``,
-    mask NMS at ``nms_iou`` (None: none)."""
+    mask NMS at ``nms_iou`` (None: none). ``edit``: see :func:`_forward_by_image` (a patching hook)."""
     out: list[Prediction] = []
-    for p, logits, presence, masks, hw in _forward_by_image(model, ds, tokenizer, image_size, pairs, images_per_batch):
+    for p, logits, presence, masks, hw in _forward_by_image(model, ds, tokenizer, image_size, pairs, images_per_batch,
+                                                            edit):
         kept = metrics.postprocess(logits, presence[-1], masks, threshold=threshold, nms_iou=nms_iou, out_size=hw)
         out.append(Prediction(p, kept, presence.numpy().astype(np.float64)))
     return out

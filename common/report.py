@@ -57,10 +57,21 @@ def result_stem(table_id: str) -> str:
     return table_id if not table_id[:1].isdigit() else f"table-{table_id}"
 
 
-def figure_stem(table_id: str) -> str:
-    """File stem of a result's figure: 'table-9.15' -> 'fig-9.15'."""
+def figure_stem(table_id: str, section: str | None = None) -> str:
+    """File stem of a result's figure: 'table-9.15' -> 'fig-9.15'. Where ``section``'s post numbers a table and a
+    figure alike (Post 01 Table 6.2 and Fig 6.2), the table's figure is 'fig-6.2-table', so each has its own file."""
     stem = result_stem(table_id)
-    return "fig-" + stem[len("table-"):] if stem.startswith("table-") else stem if stem.startswith("fig-") else f"fig-{stem}"
+    if stem.startswith("table-"):
+        fig = "fig-" + stem[len("table-"):]
+        return f"{fig}-table" if section is not None and fig in _published_tables(section) else fig
+    return stem if stem.startswith("fig-") else f"fig-{stem}"
+
+
+def _published_tables(section: str) -> set[str]:
+    """The table and figure ids a post's published data names (empty for a section without one)."""
+    from common import published
+
+    return set(published.load(section).get("tables", {})) if section in published.SOURCES else set()
 
 
 def results_root(scale: str, root: str | Path = RESULTS) -> Path:

@@ -100,5 +100,5 @@ def emit(args, table_id: str, rows: list[dict], *, t0: float, config: dict, titl
         report.style()
         fig = figure(doc)
         if fig is not None:
-            save_figure(fig, path.parent / report.figure_stem(table_id))
+            save_figure(fig, path.parent / report.figure_stem(table_id, section))
     return path

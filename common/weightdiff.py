@@ -64,3 +64,14 @@ def cosine(u: torch.Tensor, v: torch.Tensor) -> float | None:
     """Cosine of two vectors (None if either is zero)."""
     nu, nv = float(u.norm()), float(v.norm())
     return None if nu == 0 or nv == 0 else float(u.double() @ v.double()) / (nu * nv)
+
+
+def effective_rank_fraction(start: State, end: State, name: str, frac: float = 0.9) -> float | None:
+    """Post 01 §01's effective rank of one matrix's update: the number of singular directions holding ``frac`` of
+    ‖ΔW‖²_F (:func:`common.spectral.e90`) over the full rank min(m, n). None for a non-matrix tensor or ΔW = 0."""
+    from common.spectral import e90
+
+    a, b = _check(start, end, name)
+    if a.ndim != 2 or not bool((b - a).any()):
+        return None
+    return int(e90(torch.linalg.svdvals(b - a), frac)) / min(a.shape)

@@ -236,10 +236,10 @@ def _rescaled(source: str, tid: str, docs: list[dict[str, Any]]) -> list[str]:
 def _figure_rel(root: Path, source: str, tid: str, owners: list[tuple[str, dict[str, Any]]] = ()) -> str | None:
     """The figure of a table (``<source>/fig-<id>.png``) or of the results files that own one (the stem
     ``scripts/figures.py`` writes: ``fig-<id>`` from the file's own ``table`` field; a legacy ``<stem>.png``)."""
-    cands = [f"{source}/{report.figure_stem(tid)}.png"] if tid else []
+    cands = [f"{source}/{report.figure_stem(tid, source)}.png"] if tid else []
     for rel, doc in owners:
         sec, stem = rel.split("/", 1)
-        cands += [f"{sec}/{report.figure_stem(str(doc.get('table') or stem))}.png", f"{rel}.png"]
+        cands += [f"{sec}/{report.figure_stem(str(doc.get('table') or stem), sec)}.png", f"{rel}.png"]
     return next((c for c in cands if (root / c).exists()), None)
 
 

@@ -74,7 +74,7 @@ def script_renderer(script: str | None) -> tuple[str, Callable[[dict], Any]]:
 def figure_out(sroot: Path, rel: str, doc: dict[str, Any]) -> Path:
     """The figure stem a results file owns: beside it, ``fig-<id>`` from its own ``table`` field (else its file name)."""
     section, stem = rel.split("/", 1)
-    return sroot / section / report.figure_stem(str(doc.get("table") or stem))
+    return sroot / section / report.figure_stem(str(doc.get("table") or stem), section)
 
 
 def recipe_figure(spec: dict[str, Any], recipes_doc: dict[str, Any], scale: str) -> Any | None:
@@ -154,7 +154,7 @@ def plan(root: Path = RESULTS, warnings: list[str] | None = None) -> tuple[list[
         recipes_doc = results.get("recipes")
         if recipes_doc and "error" not in recipes_doc:
             for spec in compare.RECIPE_TABLES:
-                out = sroot / spec["source"] / report.figure_stem(spec["table"])
+                out = sroot / spec["source"] / report.figure_stem(spec["table"], spec["source"])
                 if out in owned:  # a script writes this table and draws its figure
                     continue
                 owned[out] = f"{scale}:recipes"
