@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                for grp, cs in (("rotated_most", ROTATED_MOST), ("barely_moved", BARELY_MOVED),
                                ("seen_in_pretraining", [c for c in WATCH_CONCEPTS if c in WATCH_PRETRAIN_CONCEPTS]),
                                ("jargon", [c for c in WATCH_CONCEPTS if c not in WATCH_PRETRAIN_CONCEPTS]))}
-    section.emit(args, "fig-4.1", rows, t0=t0, section="post01", figure=figure_41, checks=checks,
+    section.emit(args, "fig-4.1", rows, t0=t0, section="post01", figure=figure, checks=checks,
                  md_keys=["concept", "seen_in_pretraining", "post_group", "cos_all_trainable", "shift_all_trainable",
                           "cos_frozen_te", "shift_frozen_te"],
                  config={"scale": args.scale, "recipes": ["all_trainable", "frozen_te"], "against": "base",
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     scores = {n: evaluate_run(n, args.scale, ("watch", "saco", "lvis")) for n in T42_ROWS}
     rows42 = [{"row": label, "recipe": n, "watch_iou": scores[n]["watch"]["iou"], "watch_dice": scores[n]["watch"]["dice"],
                "saco_cgf1": scores[n]["saco"]["cgF1"], "lvis_miou": scores[n]["lvis"]["mIoU"]} for n, label in T42_ROWS.items()]
-    section.emit(args, "4.2", rows42, t0=t1, section="post01", figure=figure_42, published=PUB42,
+    section.emit(args, "4.2", rows42, t0=t1, section="post01", figure=figure, published=PUB42,
                  md_keys=["row", "watch_iou", "watch_dice", "saco_cgf1", "lvis_miou"],
                  config={"scale": args.scale, "suites": ["watch", "saco", "lvis"],
                          "source": "common.evaluate.evaluate_run (cached full scores beside each run)"},
@@ -150,6 +150,11 @@ def frozen_te_dice(r: Results) -> Outcome:
 
 
 # ----------------------------------------------------------------------------- figures
+def figure(result: dict):
+    """The figure of each table this script writes (``make figures`` redraws them from the JSON): Fig 4.1 and Table 4.2."""
+    return {"fig-4.1": figure_41, "table-4.2": figure_42}[result["table"]](result)
+
+
 def figure_41(result: dict):
     """Fig 4.1: cosine to base (x) vs relative shift (y) per concept under all_trainable, labelled; seen vs jargon."""
     import matplotlib.pyplot as plt
