@@ -73,13 +73,6 @@ def patched_watch(model: torch.nn.Module, ds: PairDataset, pairs: Sequence[Pair]
     return score_watch(ds, predict(model, ds, runs.tokenizer_for(scale), SPECS[scale].image_size, list(pairs), edit=edit))
 
 
-def patch_sweep(receiver: torch.nn.Module, donor: torch.Tensor | torch.nn.Module, ds: PairDataset,
-                pairs: Sequence[Pair], scale: str, slots_: Sequence[str]) -> dict[str, float]:
-    """``{slot: watch IoU}`` of ``receiver`` on ``pairs`` with each slot in turn patched from the ``donor`` model."""
-    acts = donor_activations(donor, ds, pairs, slots_, scale)
-    return {s: patched_watch(receiver, ds, pairs, scale, s, acts[s])["iou"] for s in slots_}
-
-
 #: Probe-set rules in order of preference: the post's (base fails outright, the fine-tune does something), then
 #: fallbacks for checkpoints where no task meets it (micro scale), each recorded in the result.
 PROBE_RULES = {"base_zero_ft_positive": lambda b, f: b == 0.0 and f > 0.0,

@@ -45,6 +45,12 @@ class PairedStats:
         return asdict(self)
 
 
+def gap_share(x: float, low: float, high: float) -> float | None:
+    """Share of the ``low`` → ``high`` gap that ``x`` recovers, (x − low) / (high − low); None where the gap is not
+    positive (Post 01 §2–§6: swap cells and patches as a share of the base → fine-tune IoU gap)."""
+    return (x - low) / (high - low) if high > low else None
+
+
 def align(a: Scores, b: Scores) -> tuple[np.ndarray, np.ndarray]:
     """Two score collections as aligned float arrays: mappings are paired by task id (sorted), sequences by
     position. Mismatched task ids or lengths, or non-finite scores, raise naming the task."""

@@ -22,6 +22,7 @@ from common import cli, patching, published, report, runs, section
 from common.claims import LEARNED, NotYetRun, Outcome, Results, claim, cmp, every
 from common.data import load_pairs
 from common.model import hybrid_state, load_into
+from common.stats import gap_share
 from common.worlds import ensure_worlds
 
 RECIPE = "frozen_te"
@@ -29,11 +30,6 @@ F32, T33, T51 = "post01/fig-3.2", "post01/table-3.3", "post01/table-5.1"
 PUB32 = report.columns("post01", "fig-3.2", {"recovery": ("patched IoU ÷ FT IoU", 100)})
 PUB33 = report.columns("post01", "3.3", {"gap_fraction": ("% of gap", 100)})
 PUB62_NOTE = "the post prints D[0]–D[5] as one bar: 0 % at every decoder layer"
-
-
-def gap(x: float, lo: float, hi: float) -> float | None:
-    """Share of the lo → hi gap that x recovers (None where there is no gap)."""
-    return (x - lo) / (hi - lo) if hi > lo else None
 
 
 def layer_rows(sw: dict, value: str) -> list[dict]:
@@ -71,8 +67,8 @@ def two_probes(scale: str, probe_ids: list[str]) -> list[dict]:
              f"all-base weights, {slot} output overwritten with the FT's (encodes V_FT and F_FT[0..3])", "patch")):
         t, pr = sets["test"], sets["probe"]
         rows.append({"probe": probe_key, "row": row, "what": what, "slot": slot if k == "patch" else None,
-                     "gap_fraction": gap(t[k], t["base"], t["ft"]), "iou": t[k],
-                     "gap_fraction_probe": gap(pr[k], pr["base"], pr["ft"]), "iou_probe": pr[k]})
+                     "gap_fraction": gap_share(t[k], t["base"], t["ft"]), "iou": t[k],
+                     "gap_fraction_probe": gap_share(pr[k], pr["base"], pr["ft"]), "iou_probe": pr[k]})
     return rows, out
 
 
@@ -153,28 +149,30 @@ def _(r: Results) -> Outcome:
     return cmp(r.cell(T33, "gap_fraction", probe="patch_fusion4"), ">", r.cell(T33, "gap_fraction", probe="cell_h_swap"), "patch vs swap")
 
 
+def stack_means(r: Results, key: str) -> tuple[float, float]:
+    """Table 5.1: the mean of ``key`` over the decoder[i] rows and over the fusion[i] rows."""
+    col = r.column(T51, key, by="layer")
+    dec = [v for k, v in col.items() if str(k).startswith("decoder")]
+    fus = [v for k, v in col.items() if str(k).startswith("fusion")]
+    if not dec or not fus:
+        raise NotYetRun(f"post01/table-5.1.json needs both fusion[i] and decoder[i] rows with {key!r}")
+    return sum(dec) / len(dec), sum(fus) / len(fus)
+
+
 @claim("p01-5.1-decoder-coadapted", "post01", "Table 5.1", table="5.1", needs=LEARNED, reads=(T51,),
        quote="At any decoder layer, replacing the fine-tune’s activation with base’s produces zero IoU.",
        statement="reverse patch (base → frozen-TE FT): mean IoU over decoder[i] rows < 25 % of the mean over fusion[i] rows (rows: layer, iou)")
 def _(r: Results) -> Outcome:
-    rows = r.column(T51, "iou", by="layer")
-    dec = [v for k, v in rows.items() if str(k).startswith("decoder")]
-    fus = [v for k, v in rows.items() if str(k).startswith("fusion")]
-    if not dec or not fus:
-        raise NotYetRun("post01/table-5.1.json needs both fusion[i] and decoder[i] rows")
-    return cmp(sum(dec) / len(dec), "<", 0.25 * sum(fus) / len(fus), "mean decoder IoU vs 0.25 × mean fusion IoU")
+    dec, fus = stack_means(r, "iou")
+    return cmp(dec, "<", 0.25 * fus, "mean decoder IoU vs 0.25 × mean fusion IoU")
 
 
 @claim("p01-5.1-decoder-cka-low", "post01", "§05", table="5.1", needs=LEARNED, reads=(T51,),
        quote="Base ↔ FT CKA in the decoder hovers around 0.2, an order of magnitude lower than in the fusion stack.",
        statement="mean base↔FT linear CKA over decoder layers < ½ × the mean over fusion layers (rows: layer, cka_base_ft)")
 def _(r: Results) -> Outcome:
-    cka = r.column(T51, "cka_base_ft", by="layer")
-    dec = [v for k, v in cka.items() if str(k).startswith("decoder")]
-    fus = [v for k, v in cka.items() if str(k).startswith("fusion")]
-    if not dec or not fus:
-        raise NotYetRun("post01/table-5.1.json needs both fusion[i] and decoder[i] CKA rows")
-    return cmp(sum(dec) / len(dec), "<", 0.5 * sum(fus) / len(fus), "mean decoder CKA vs ½ × mean fusion CKA")
+    dec, fus = stack_means(r, "cka_base_ft")
+    return cmp(dec, "<", 0.5 * fus, "mean decoder CKA vs ½ × mean fusion CKA")
 
 
 # ----------------------------------------------------------------------------- figures

@@ -26,6 +26,7 @@ from common.data import load_pairs
 from common.evaluate import evaluate_run
 from common.model import count_params, hybrid_state, load_into
 from common.spectral import e90
+from common.stats import gap_share
 from common.worlds import ensure_worlds
 
 RECIPES = ("frozen_te", "fusion_only")
@@ -88,8 +89,7 @@ def main(argv: list[str] | None = None) -> dict:
     trained = sorted(runs.trained_names(model, recipes.resolve("fusion_only", args.scale)))
     gauge = {r: gauge_evidence(r, args.scale, sw[(r, "forward")]["probe"]) for r in RECIPES}
     head = {"watch_iou": {r: scores[r] for r in RECIPES},
-            "gap_fraction": {r: (scores[r] - scores["base"]) / (scores["frozen_te"] - scores["base"])
-                             if scores["frozen_te"] > scores["base"] else None for r in RECIPES},
+            "gap_fraction": {r: gap_share(scores[r], scores["base"], scores["frozen_te"]) for r in RECIPES},
             "trainable_fraction": {"fusion_only": count_params(model, trained) / count_params(model)}}
     rows60 = []
     for measure in ("watch_iou", "gap_fraction", "trainable_fraction", "f0_cka_base", "f0_norm_ratio",
@@ -141,8 +141,8 @@ def main(argv: list[str] | None = None) -> dict:
     fo = sw[("fusion_only", "forward")]
     layers = sorted({fusion_layer_of(n) for n in trained})
     rows6_2 = [{"row": lay, "layer": lay, "rel_change": rel[lay]["rel_change"],
-                "contribution": (fo["patched"][f"fusion[{lay[2:-1]}]"] - fo["base_iou"]) / (fo["ft_iou"] - fo["base_iou"])
-                if fo["ft_iou"] > fo["base_iou"] else None} for lay in layers]
+                "contribution": gap_share(fo["patched"][f"fusion[{lay[2:-1]}]"], fo["base_iou"], fo["ft_iou"])}
+               for lay in layers]
     section.emit(args, "fig-6.2", rows6_2, t0=t0, config=config, figure=figure,
                  published=report.columns("post01", "fig-6.2", {"rel_change": ("weight motion (rel-change %)", 100),
                                                                "contribution": ("functional contribution (% gap recovered)", 100)}),

@@ -17,6 +17,7 @@ from common import cli, published, report, runs, section
 from common.claims import LEARNED, NotMeasurable, Outcome, Results, check, claim, cmp, every
 from common.evaluate import evaluate_model, evaluate_run
 from common.model import hybrid_state, load_into
+from common.stats import gap_share
 
 T21 = "post01/table-2.1"
 P1 = "post01"
@@ -33,11 +34,6 @@ PUB = report.columns("post01", "2.1", {"iou": "IoU", "gap_fraction": ("% of gap"
 def modules_label(letters: str) -> str:
     """``"VF"`` → ``"V + F"``; ``""`` → ``"nothing (all base)"``."""
     return " + ".join(letters) if letters else "nothing (all base)"
-
-
-def gap_share(iou: float, low: float, high: float) -> float | None:
-    """Share of the ``low`` → ``high`` IoU gap that ``iou`` recovers; None where the gap is not positive."""
-    return (iou - low) / (high - low) if high > low else None
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

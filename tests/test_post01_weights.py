@@ -8,6 +8,7 @@ import torch
 from common import claims, report
 from common.io import ROOT, read_json
 from common.report import load_script
+from common.stats import gap_share
 
 WD = load_script(ROOT / "post01" / "weight_delta.py")
 SM = load_script(ROOT / "post01" / "swap_matrix.py")
@@ -40,9 +41,9 @@ def test_group_measures_of_a_planted_update():
 
 
 def test_gap_share_and_modules_label():
-    assert SM.gap_share(0.5, 0.2, 0.8) == pytest.approx(0.5)
-    assert SM.gap_share(0.2, 0.2, 0.8) == 0 and SM.gap_share(0.8, 0.2, 0.8) == 1
-    assert SM.gap_share(0.5, 0.3, 0.3) is None  # no gap
+    assert gap_share(0.5, 0.2, 0.8) == pytest.approx(0.5)
+    assert gap_share(0.2, 0.2, 0.8) == 0 and gap_share(0.8, 0.2, 0.8) == 1
+    assert gap_share(0.5, 0.3, 0.3) is None  # no gap
     assert SM.modules_label("FD") == "F + D" and SM.modules_label("") == "nothing (all base)"
     assert [c[0] for c in SM.CELLS] == list("ABCDEFGH")
 
